@@ -1,0 +1,1 @@
+//! The job binary's command line: `run`, `explain`, `--version`.

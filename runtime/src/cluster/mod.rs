@@ -1,0 +1,1 @@
+//! Clusters of processes: hosts files, connections between processes, the per-node launcher.

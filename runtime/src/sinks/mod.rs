@@ -1,0 +1,60 @@
+//! Sinks: where records go. Each sink instance writes its own share.
+
+mod discard;
+mod file;
+mod stdout;
+
+pub use discard::DiscardSink;
+pub use file::FileSink;
+pub use stdout::StdoutSink;
+
+use crate::error::Result;
+
+/// Where a sink instance runs.
+#[derive(Debug, Clone)]
+pub struct SinkContext {
+    /// Job name.
+    pub job: String,
+    /// The sink operator's name.
+    pub operator: String,
+    /// This instance's index, `0..parallelism`.
+    pub instance: usize,
+    /// The sink's parallelism.
+    pub parallelism: usize,
+}
+
+/// The delivery guarantee a sink gives, shown by `explain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarantee {
+    /// Every record's effect is visible exactly once, also after failures.
+    ExactlyOnce,
+    /// Every record's effect is visible, possibly more than once after a failure.
+    AtLeastOnce,
+    /// Output is best-effort (e.g. printed to a terminal).
+    BestEffort,
+}
+
+/// A sink as declared in the pipeline (`.sink(...)`), generic over the record type it
+/// accepts. Opened once per sink instance on the worker that hosts it.
+pub trait Sink<T>: 'static {
+    /// An open instance.
+    type Writer: SinkWriter<T>;
+    /// A short description for `explain` and logs.
+    fn describe(&self) -> String;
+    /// What it promises.
+    fn guarantee(&self) -> Guarantee;
+    /// Open instance `ctx.instance` of `ctx.parallelism`.
+    fn open(&self, ctx: &SinkContext) -> Result<Self::Writer>;
+}
+
+/// An open sink instance.
+pub trait SinkWriter<T>: 'static {
+    /// Accept one record.
+    fn write(&mut self, record: T) -> Result<()>;
+    /// All records of epochs up to and including `epoch` have been written.
+    fn epoch_complete(&mut self, _epoch: u64) -> Result<()> {
+        Ok(())
+    }
+    /// The input has ended: flush and make the output visible.
+    fn close(&mut self) -> Result<()>;
+}

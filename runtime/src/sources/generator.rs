@@ -1,0 +1,3 @@
+//! Generator source (stub).
+/// Generates records.
+pub struct Generator;

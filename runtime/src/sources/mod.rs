@@ -1,0 +1,81 @@
+//! Sources: where records come from. Each source instance reads its own share.
+
+mod file;
+mod generator;
+
+pub use file::{FileFormat, FileSource};
+pub use generator::Generator;
+
+use crate::data::Data;
+use crate::error::Result;
+use std::path::PathBuf;
+
+/// Where a source instance runs.
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    /// Job name.
+    pub job: String,
+    /// The source operator's name.
+    pub operator: String,
+    /// This instance's index, `0..parallelism`.
+    pub instance: usize,
+    /// The source's parallelism.
+    pub parallelism: usize,
+}
+
+/// What one call of [`SourceReader::poll`] left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll {
+    /// The budget ran out; more records are ready now.
+    More,
+    /// Nothing to read right now (an unbounded source, or one pacing itself); ask again later.
+    Idle,
+    /// This instance has read everything it ever will.
+    Done,
+}
+
+/// A source of records, as declared in the pipeline (`env.source(...)`). Opened once per
+/// source instance on the worker that hosts it.
+pub trait Source: 'static {
+    /// The records it produces.
+    type Item: Data;
+    /// An open instance.
+    type Reader: SourceReader<Item = Self::Item>;
+    /// A short description for `explain` and logs, such as `file data/orders.jsonl (json lines)`.
+    fn describe(&self) -> String;
+    /// Whether every instance ends by itself.
+    fn is_bounded(&self) -> bool;
+    /// Open instance `ctx.instance` of `ctx.parallelism`.
+    fn open(&self, ctx: &SourceContext) -> Result<Self::Reader>;
+}
+
+/// An open source instance.
+pub trait SourceReader: 'static {
+    /// The records it produces.
+    type Item;
+    /// Hand at most `budget` records to `out`. Errors are fatal for the job (a malformed
+    /// record under the `fail` policy, an unreadable file); the message names the source and
+    /// position.
+    fn poll<F: FnMut(Self::Item)>(&mut self, budget: usize, out: F) -> Result<Poll>;
+    /// Records skipped under the `skip` policy, or sent to the dead-letter file, so far.
+    fn bad_records(&self) -> u64 {
+        0
+    }
+    /// Records read so far, and the total if known (for progress).
+    fn progress(&self) -> (u64, Option<u64>) {
+        (0, None)
+    }
+}
+
+/// What to do with an input record that cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BadRecordPolicy {
+    /// Stop the job with a message naming the source and position.
+    Fail,
+    /// Skip the record and count it (the count is logged when the instance ends).
+    #[default]
+    Skip,
+    /// Append the raw record with its position and the error to this file (one file per
+    /// source instance: `<path>.<instance>`), and count it.
+    DeadLetter(PathBuf),
+}

@@ -1,0 +1,1 @@
+//! Building blocks the generated vertices use.

@@ -1,0 +1,142 @@
+//! Running the job's dataflow on timely workers: one per slot of this process.
+
+use crate::error::{Result, RuntimeError};
+use crate::job::{Env, Job};
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use timely::communication::allocator::AllocatorBuilder;
+use weir_compiler::plan::PhysicalPlan;
+
+/// How to run the dataflow in this process.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The physical plan for the whole cluster (every process computes the same one).
+    pub physical: PhysicalPlan,
+    /// Job arguments.
+    pub env: Env,
+    /// Length of an epoch (processing-time tick) — the unit of progress tracking.
+    pub epoch: Duration,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Records read by the sources of this process.
+    pub records_in: u64,
+    /// Malformed records skipped or dead-lettered by the sources of this process.
+    pub bad_records: u64,
+}
+
+/// Shared by the workers of one process: the first fatal error stops them all.
+#[derive(Default, Debug)]
+pub struct Failure {
+    flag: AtomicBool,
+    error: Mutex<Option<RuntimeError>>,
+}
+
+impl Failure {
+    /// Record a fatal error (the first one wins) and ask every worker to stop.
+    pub fn fail(&self, e: RuntimeError) {
+        if let Ok(mut slot) = self.error.lock() {
+            if slot.is_none() {
+                *slot = Some(e);
+            }
+        }
+        self.flag.store(true, Ordering::SeqCst);
+    }
+    /// Whether a worker failed.
+    pub fn failed(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+    /// The first error, if any.
+    pub fn take(&self) -> Option<RuntimeError> {
+        self.error.lock().ok().and_then(|mut e| e.take())
+    }
+}
+
+/// What the generated dataflow builder sees of its worker.
+pub struct WorkerCtx {
+    /// The job's arguments.
+    pub env: Arc<Env>,
+    /// The physical plan.
+    pub physical: Arc<PhysicalPlan>,
+    /// Global index of this worker.
+    pub worker: usize,
+    /// Total workers in the cluster.
+    pub peers: usize,
+    /// Process-wide failure flag.
+    pub failure: Arc<Failure>,
+    /// Epoch length.
+    pub epoch: Duration,
+    /// When the job started (epoch 0).
+    pub start: Instant,
+    /// Per-process counters.
+    pub stats: Arc<Stats>,
+}
+
+/// Process-wide counters summed over workers.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Records read by sources.
+    pub records_in: std::sync::atomic::AtomicU64,
+    /// Bad records skipped or dead-lettered.
+    pub bad_records: std::sync::atomic::AtomicU64,
+}
+
+impl WorkerCtx {
+    /// The job's arguments (what `env` is inside the pipeline).
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+    /// The instance of vertex `v` this worker hosts, if any.
+    pub fn instance(&self, v: usize) -> Option<usize> {
+        self.physical.instance_on(v, self.worker)
+    }
+}
+
+/// Run the job's dataflow on the workers that `builders` describe (one per local worker
+/// thread), until every source is exhausted or a worker fails.
+pub fn run(job: Arc<Job>, cfg: RunConfig, builders: Vec<AllocatorBuilder>, others: Box<dyn Any + Send>) -> Result<RunSummary> {
+    let failure = Arc::new(Failure::default());
+    let stats = Arc::new(Stats::default());
+    let physical = Arc::new(cfg.physical);
+    let env = Arc::new(cfg.env);
+    let start = Instant::now();
+    let epoch = cfg.epoch;
+    let (f2, s2) = (Arc::clone(&failure), Arc::clone(&stats));
+    let guards = timely::execute::execute_from(builders, others, timely::WorkerConfig::default(), move |worker| {
+        let ctx = WorkerCtx {
+            env: Arc::clone(&env),
+            physical: Arc::clone(&physical),
+            worker: worker.index(),
+            peers: worker.peers(),
+            failure: Arc::clone(&f2),
+            epoch,
+            start,
+            stats: Arc::clone(&s2),
+        };
+        let build = job.build;
+        worker.dataflow::<crate::data::Epoch, _, _>(|scope| build(scope, &ctx));
+        while worker.step_or_park(Some(Duration::from_millis(20))) {
+            if ctx.failure.failed() {
+                break;
+            }
+        }
+    })
+    .map_err(|e| RuntimeError::external(format!("cannot start workers: {e}")))?;
+    let results = guards.join();
+    if let Some(e) = failure.take() {
+        return Err(e);
+    }
+    for r in results {
+        if let Err(e) = r {
+            return Err(RuntimeError::internal(format!("a worker thread panicked: {e}")));
+        }
+    }
+    Ok(RunSummary {
+        records_in: stats.records_in.load(Ordering::Relaxed),
+        bad_records: stats.bad_records.load(Ordering::Relaxed),
+    })
+}
