@@ -1,1 +1,717 @@
-//! Building blocks the generated vertices use.
+//! Physical vertices: the timely operators that `#[weir::job]` generates, one per chain.
+//!
+//! Generated code hands each vertex its input streams, a tuple of output [`Port`]s and a
+//! *chain constructor*: a closure that, on a worker hosting an instance of the vertex, opens
+//! the chain's sinks and state and returns the chain's logic — straight-line code over one
+//! record at a time ([`Event::Rec`]), plus the epoch and end notifications. Everything
+//! timely-specific (capabilities, frontiers, routing, watermarks) lives here, once.
+
+use crate::data::{Data, Epoch, EventTime, Msg, Witness, NO_TIMESTAMP};
+use crate::error::{Result, RuntimeError};
+use crate::key::Key;
+use crate::sinks::{Sink, SinkContext};
+use crate::sources::{Poll, Source, SourceContext, SourceReader};
+use crate::worker::WorkerCtx;
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use timely::communication::Push;
+use timely::dataflow::channels::pact::DistributorPact;
+use timely::dataflow::channels::pushers::exchange::Distributor;
+use timely::dataflow::channels::pushers::Output;
+use timely::dataflow::channels::Message;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::{Capability, CapabilityTrait};
+use timely::dataflow::{Scope, Stream};
+use timely::progress::frontier::MutableAntichain;
+use timely::progress::Stamp;
+use weir_compiler::plan::{instance_for_key_group, key_group, Partitioning};
+
+/// A stream between vertices.
+pub type MsgStream<'s, T> = Stream<'s, Epoch, Vec<Msg<T>>>;
+
+/// Records per container sent downstream.
+const BATCH: usize = 1024;
+/// Records a source instance reads per activation before yielding to other operators.
+const SOURCE_BUDGET: usize = 4096;
+
+/// What the chain logic is told.
+pub enum Event<T> {
+    /// A record and its event time.
+    Rec(EventTime, T),
+    /// Every record of epochs up to and including this one has been processed.
+    EpochDone(Epoch),
+    /// The input has ended for good.
+    End,
+}
+
+/// Where an instance runs, as seen by a chain constructor.
+#[derive(Debug, Clone)]
+pub struct VertexCtx {
+    /// Job name.
+    pub job: String,
+    /// Vertex id.
+    pub vertex: usize,
+    /// This instance.
+    pub instance: usize,
+    /// The vertex's parallelism.
+    pub parallelism: usize,
+    /// Global worker index.
+    pub worker: usize,
+}
+
+/// An output of a vertex: records buffered during an activation, shipped at its end.
+pub struct Port<T: Data> {
+    buf: Vec<Msg<T>>,
+    out: Option<Output<Epoch, Vec<Msg<T>>>>,
+}
+
+impl<T: Data> Port<T> {
+    /// A port for records of the witnessed type.
+    pub fn new(_: Witness<T>) -> Self {
+        Port { buf: Vec::new(), out: None }
+    }
+    /// Emit a record.
+    #[inline(always)]
+    pub fn push(&mut self, ts: EventTime, record: T) {
+        self.buf.push(Msg::Rec(ts, record));
+    }
+    fn push_msg(&mut self, m: Msg<T>) {
+        self.buf.push(m);
+    }
+    fn flush<C: CapabilityTrait<Epoch>>(&mut self, cap: &C) {
+        if let Some(out) = self.out.as_mut() {
+            if !self.buf.is_empty() {
+                out.give(cap, &mut self.buf);
+                self.buf.clear();
+            }
+            drop(out.activate::<Vec<Msg<T>>>());
+        }
+    }
+}
+
+/// The outputs of a vertex: a tuple of [`Port`]s (up to 8), or `()`.
+pub trait Ports: 'static {
+    /// The timely streams, one per port.
+    type Streams<'s>;
+    /// Create the operator's outputs.
+    fn attach<'s>(&mut self, builder: &mut OperatorBuilder<'s, Epoch>) -> Self::Streams<'s>;
+    /// Ship buffered records of output `i` with capability `caps[i]` (or `caps[0]` for all
+    /// when only one is given).
+    fn flush<C: CapabilityTrait<Epoch>>(&mut self, caps: &[C]);
+    /// Forward a watermark or idleness marker to every output.
+    fn broadcast(&mut self, m: &Msg<()>);
+    /// Number of outputs.
+    fn count(&self) -> usize;
+}
+
+impl Ports for () {
+    type Streams<'s> = ();
+    fn attach<'s>(&mut self, _: &mut OperatorBuilder<'s, Epoch>) {}
+    fn flush<C: CapabilityTrait<Epoch>>(&mut self, _: &[C]) {}
+    fn broadcast(&mut self, _: &Msg<()>) {}
+    fn count(&self) -> usize {
+        0
+    }
+}
+
+fn retype(m: &Msg<()>) -> Option<Msg<std::convert::Infallible>> {
+    match *m {
+        Msg::Watermark { from, wm } => Some(Msg::Watermark { from, wm }),
+        Msg::Idle { from } => Some(Msg::Idle { from }),
+        Msg::Rec(..) => None,
+    }
+}
+
+fn lift<T>(m: Msg<std::convert::Infallible>) -> Msg<T> {
+    match m {
+        Msg::Watermark { from, wm } => Msg::Watermark { from, wm },
+        Msg::Idle { from } => Msg::Idle { from },
+        Msg::Rec(_, never) => match never {},
+    }
+}
+
+macro_rules! ports_tuple {
+    ($n:expr; $($T:ident $i:tt),+) => {
+        impl<$($T: Data),+> Ports for ($(Port<$T>,)+) {
+            type Streams<'s> = ($(MsgStream<'s, $T>,)+);
+            fn attach<'s>(&mut self, builder: &mut OperatorBuilder<'s, Epoch>) -> Self::Streams<'s> {
+                ($({
+                    let (out, stream) = builder.new_output::<Vec<Msg<$T>>>();
+                    self.$i.out = Some(out);
+                    stream
+                },)+)
+            }
+            fn flush<CT: CapabilityTrait<Epoch>>(&mut self, caps: &[CT]) {
+                $(self.$i.flush(&caps[$i.min(caps.len() - 1)]);)+
+            }
+            fn broadcast(&mut self, m: &Msg<()>) {
+                if let Some(m) = retype(m) {
+                    $(self.$i.push_msg(lift(m.clone()));)+
+                }
+            }
+            fn count(&self) -> usize { $n }
+        }
+    };
+}
+
+ports_tuple!(1; A 0);
+ports_tuple!(2; A 0, B 1);
+ports_tuple!(3; A 0, B 1, C 2);
+ports_tuple!(4; A 0, B 1, C 2, D 3);
+ports_tuple!(5; A 0, B 1, C 2, D 3, E 4);
+ports_tuple!(6; A 0, B 1, C 2, D 3, E 4, F 5);
+ports_tuple!(7; A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+ports_tuple!(8; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+
+// ---------------------------------------------------------------------------------------
+// Routing between vertices.
+
+/// How the sending worker routes records of one edge.
+enum Route<F> {
+    /// Every record to one worker (forward edges).
+    Worker(usize),
+    /// Round-robin over the consumer's workers (rebalance).
+    RoundRobin { workers: Vec<usize>, next: usize },
+    /// By key group (hash edges): a table from key group to worker.
+    Hash { key: F, max_parallelism: u32, table: Vec<usize> },
+}
+
+/// Distributes a vertex's output to the consumer's instances: records by the edge's route,
+/// watermarks and idleness markers to every worker (so each consumer instance sees every
+/// producer instance's watermark, in order with its records).
+struct MsgDistributor<T, F> {
+    route: Route<F>,
+    buffers: Vec<Vec<Msg<T>>>,
+}
+
+impl<T, K, F> MsgDistributor<T, F>
+where
+    K: Key,
+    F: Fn(&T) -> K,
+{
+    #[inline(always)]
+    fn target(&mut self, record: &T) -> usize {
+        match &mut self.route {
+            Route::Worker(w) => *w,
+            Route::RoundRobin { workers, next } => {
+                *next += 1;
+                if *next >= workers.len() {
+                    *next = 0;
+                }
+                workers[*next]
+            }
+            Route::Hash { key, max_parallelism, table } => table[key_group(key(record).key_hash(), *max_parallelism) as usize],
+        }
+    }
+}
+
+impl<T, K, F> Distributor<Vec<Msg<T>>> for MsgDistributor<T, F>
+where
+    T: Data,
+    K: Key,
+    F: Fn(&T) -> K,
+{
+    fn partition<TS: Clone, P: Push<Message<TS, Vec<Msg<T>>>>>(&mut self, container: &mut Vec<Msg<T>>, stamp: &Stamp<TS>, pushers: &mut [P]) {
+        for m in container.drain(..) {
+            match &m {
+                Msg::Rec(_, r) => {
+                    let t = self.target(r).min(pushers.len() - 1);
+                    self.buffers[t].push(m);
+                    if self.buffers[t].len() >= BATCH {
+                        Message::push_at(&mut self.buffers[t], stamp.clone(), &mut pushers[t]);
+                    }
+                }
+                _ => {
+                    for b in self.buffers.iter_mut() {
+                        b.push(m.clone());
+                    }
+                }
+            }
+        }
+    }
+    fn flush<TS: Clone, P: Push<Message<TS, Vec<Msg<T>>>>>(&mut self, stamp: &Stamp<TS>, pushers: &mut [P]) {
+        for (b, p) in self.buffers.iter_mut().zip(pushers.iter_mut()) {
+            if !b.is_empty() {
+                Message::push_at(b, stamp.clone(), p);
+            }
+        }
+    }
+    fn relax(&mut self) {
+        for b in self.buffers.iter_mut() {
+            *b = Vec::new();
+        }
+    }
+}
+
+/// One input edge of a vertex, as generated code hands it over: the producer's stream and
+/// the producing operator's id (to find the edge in the physical plan).
+pub struct InputEdge<'s, T> {
+    /// The producer's output stream.
+    pub stream: MsgStream<'s, T>,
+    /// The producing operator.
+    pub from_op: usize,
+}
+
+/// `InputEdge` constructor for generated code.
+pub fn edge<'s, T>(stream: &MsgStream<'s, T>, from_op: usize) -> InputEdge<'s, T>
+where
+    T: Data,
+{
+    InputEdge { stream: stream.clone(), from_op }
+}
+
+fn route_for<F: Clone>(ctx: &WorkerCtx, from_op: usize, to_vertex: usize, head_op: usize, key: &Option<F>) -> Result<Route<F>> {
+    let plan = &ctx.physical;
+    let e = plan
+        .edges
+        .iter()
+        .find(|e| e.from_operator == from_op && e.to_operator == head_op)
+        .ok_or_else(|| RuntimeError::internal(format!("no physical edge from operator {from_op} to {head_op}")))?;
+    let consumer = &plan.vertices[to_vertex];
+    let workers: Vec<usize> = consumer.instances.iter().map(|s| s.worker).collect();
+    let producer_instance = plan.instance_on(e.from_vertex, ctx.worker);
+    Ok(match e.partitioning {
+        Partitioning::Forward => {
+            let i = producer_instance.unwrap_or(0).min(workers.len().saturating_sub(1));
+            Route::Worker(workers.get(i).copied().unwrap_or(ctx.worker))
+        }
+        Partitioning::Rebalance => {
+            // Start each producer at a different consumer so small batches still spread.
+            let next = producer_instance.unwrap_or(0) % workers.len().max(1);
+            Route::RoundRobin { workers, next }
+        }
+        Partitioning::Hash => {
+            let key = key.clone().ok_or_else(|| RuntimeError::internal("hash edge without a key function"))?;
+            let p = consumer.parallelism;
+            let table = (0..plan.max_parallelism).map(|kg| workers[instance_for_key_group(kg, p, plan.max_parallelism)]).collect();
+            Route::Hash { key, max_parallelism: plan.max_parallelism, table }
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Watermarks.
+
+/// Tracks the watermark of a vertex instance: the minimum over its upstream instances, with
+/// idle instances left out (Flink's rule).
+#[derive(Debug, Default)]
+struct WatermarkTracker {
+    inputs: HashMap<(usize, u32), (EventTime, bool)>,
+    expected: usize,
+    current: Option<EventTime>,
+}
+
+impl WatermarkTracker {
+    fn new(expected: usize) -> Self {
+        WatermarkTracker { inputs: HashMap::new(), expected, current: None }
+    }
+    /// Observe a marker from input `port`; returns the new combined watermark if it advanced.
+    fn observe(&mut self, port: usize, m: &Msg<impl Sized>) -> Option<Msg<()>> {
+        match *m {
+            Msg::Watermark { from, wm } => {
+                let e = self.inputs.entry((port, from)).or_insert((EventTime::MIN, false));
+                e.0 = e.0.max(wm);
+                e.1 = false;
+            }
+            Msg::Idle { from } => {
+                self.inputs.entry((port, from)).or_insert((EventTime::MIN, true)).1 = true;
+            }
+            Msg::Rec(..) => return None,
+        }
+        if self.inputs.len() < self.expected {
+            return None;
+        }
+        let active = self.inputs.values().filter(|(_, idle)| !idle).map(|(wm, _)| *wm).min();
+        match active {
+            Some(wm) if self.current.is_none_or(|c| wm > c) => {
+                self.current = Some(wm);
+                Some(Msg::Watermark { from: 0, wm })
+            }
+            None if self.current.is_some() || self.inputs.values().all(|(_, i)| *i) => Some(Msg::Idle { from: 0 }),
+            _ => None,
+        }
+    }
+}
+
+fn restamp(m: Msg<()>, instance: usize) -> Msg<()> {
+    match m {
+        Msg::Watermark { wm, .. } => Msg::Watermark { from: instance as u32, wm },
+        Msg::Idle { .. } => Msg::Idle { from: instance as u32 },
+        other => other,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Vertex operators.
+
+/// Static facts generated code passes about a vertex.
+#[derive(Debug, Clone, Copy)]
+pub struct VertexSpec {
+    /// Vertex id in the plan.
+    pub id: usize,
+    /// Operator id of the head.
+    pub head: usize,
+    /// Whether the chain holds keyed state: then records are processed in epoch order, so
+    /// the state after epoch e reflects exactly the inputs of epochs ≤ e.
+    pub ordered: bool,
+}
+
+fn vertex_ctx(ctx: &WorkerCtx, v: usize, instance: usize) -> VertexCtx {
+    VertexCtx {
+        job: ctx.physical.job.clone(),
+        vertex: v,
+        instance,
+        parallelism: ctx.physical.vertices[v].parallelism,
+        worker: ctx.worker,
+    }
+}
+
+fn fail(ctx_failure: &crate::worker::Failure, e: RuntimeError, vertex: &str) {
+    tracing::error!(vertex, error = %e, "job failed");
+    ctx_failure.fail(e);
+}
+
+/// A vertex whose head is a source.
+pub fn source_vertex<'s, S, P, B, L>(scope: Scope<'s, Epoch>, ctx: &WorkerCtx, spec: VertexSpec, op_name: &str, source: S, mut ports: P, constructor: B) -> P::Streams<'s>
+where
+    S: Source,
+    P: Ports,
+    B: FnOnce(&VertexCtx) -> Result<L>,
+    L: FnMut(Event<S::Item>, &mut P) -> Result<()> + 'static,
+{
+    let vname = ctx.physical.vertices[spec.id].name.clone();
+    let mut builder = OperatorBuilder::new(vname.clone(), scope);
+    let info = builder.operator_info();
+    let streams = ports.attach(&mut builder);
+    let activator = scope.activator_for(info.address);
+    let instance = ctx.instance(spec.id);
+    let failure = std::sync::Arc::clone(&ctx.failure);
+    let stats = std::sync::Arc::clone(&ctx.stats);
+    let (start, epoch_len) = (ctx.start, ctx.epoch);
+
+    // Open the instance's reader and chain on the hosting worker only.
+    let mut state = None;
+    if let Some(i) = instance {
+        let vctx = vertex_ctx(ctx, spec.id, i);
+        let sctx = SourceContext { job: vctx.job.clone(), operator: op_name.to_string(), instance: i, parallelism: vctx.parallelism };
+        match source.open(&sctx).map_err(|e| e.in_operator(op_name)).and_then(|r| constructor(&vctx).map(|l| (r, l))) {
+            Ok(pair) => state = Some(pair),
+            Err(e) => fail(&failure, e, &vname),
+        }
+    }
+    let op_name = op_name.to_string();
+    builder.build(move |caps: Vec<Capability<Epoch>>| {
+        let mut caps = if state.is_some() { Some(caps) } else { None };
+        let mut reported = 0u64;
+        move |_frontiers: &[MutableAntichain<Epoch>]| {
+            let (Some(cs), Some((reader, logic))) = (caps.as_mut(), state.as_mut()) else { return };
+            if failure.failed() {
+                caps = None;
+                return;
+            }
+            let epoch = (start.elapsed().as_nanos() / epoch_len.as_nanos().max(1)) as Epoch;
+            if *cs[0].time() < epoch {
+                for c in cs.iter_mut() {
+                    c.downgrade(&epoch);
+                }
+                if let Err(e) = logic(Event::EpochDone(epoch - 1), &mut ports) {
+                    fail(&failure, e, &op_name);
+                }
+            }
+            let mut n = 0u64;
+            let mut err = None;
+            let polled = reader.poll(SOURCE_BUDGET, |r| {
+                n += 1;
+                if err.is_none() {
+                    if let Err(e) = logic(Event::Rec(NO_TIMESTAMP, r), &mut ports) {
+                        err = Some(e);
+                    }
+                }
+            });
+            stats.records_in.fetch_add(n, Ordering::Relaxed);
+            ports.flush(cs);
+            let polled = match (polled, err) {
+                (Err(e), _) | (_, Some(e)) => {
+                    fail(&failure, e.in_operator(op_name.clone()), &op_name);
+                    caps = None;
+                    return;
+                }
+                (Ok(p), None) => p,
+            };
+            match polled {
+                Poll::More => activator.activate(),
+                Poll::Idle => activator.activate_after(std::time::Duration::from_millis(1)),
+                Poll::Done => {
+                    let bad = reader.bad_records();
+                    stats.bad_records.fetch_add(bad - reported, Ordering::Relaxed);
+                    reported = bad;
+                    if bad > 0 {
+                        tracing::warn!(operator = %op_name, bad_records = bad, "source skipped malformed records");
+                    }
+                    let r = logic(Event::EpochDone(*cs[0].time()), &mut ports).and_then(|_| logic(Event::End, &mut ports));
+                    ports.flush(cs);
+                    if let Err(e) = r {
+                        fail(&failure, e, &op_name);
+                    }
+                    caps = None;
+                }
+            }
+        }
+    });
+    streams
+}
+
+/// A vertex fed by other vertices. `key` is the `key_by` function when the inputs are hash
+/// edges.
+#[allow(clippy::too_many_arguments)]
+pub fn unary_vertex<'s, I, K, KF, P, B, L>(scope: Scope<'s, Epoch>, ctx: &WorkerCtx, spec: VertexSpec, inputs: Vec<InputEdge<'s, I>>, key: Option<KF>, mut ports: P, constructor: B) -> P::Streams<'s>
+where
+    I: Data,
+    K: Key,
+    KF: Fn(&I) -> K + Clone + 'static,
+    P: Ports,
+    B: FnOnce(&VertexCtx) -> Result<L>,
+    L: FnMut(Event<I>, &mut P) -> Result<()> + 'static,
+{
+    let vname = ctx.physical.vertices[spec.id].name.clone();
+    let mut builder = OperatorBuilder::new(vname.clone(), scope);
+    let failure = std::sync::Arc::clone(&ctx.failure);
+    let peers = ctx.peers;
+
+    let mut handles = Vec::new();
+    let mut expected_wm_inputs = 0;
+    for input in inputs {
+        let route = match route_for(ctx, input.from_op, spec.id, spec.head, &key) {
+            Ok(r) => r,
+            Err(e) => {
+                fail(&failure, e, &vname);
+                Route::Worker(ctx.worker)
+            }
+        };
+        if let Some(pv) = ctx.physical.edges.iter().find(|e| e.from_operator == input.from_op && e.to_operator == spec.head) {
+            expected_wm_inputs += ctx.physical.vertices[pv.from_vertex].parallelism;
+        }
+        let pact = DistributorPact(move |n: usize| MsgDistributor { route, buffers: (0..n.max(peers)).map(|_| Vec::new()).collect() });
+        handles.push(builder.new_input(input.stream, pact));
+    }
+    let streams = ports.attach(&mut builder);
+    let instance = ctx.instance(spec.id);
+    let mut state = None;
+    if let Some(i) = instance {
+        match constructor(&vertex_ctx(ctx, spec.id, i)) {
+            Ok(l) => state = Some((l, i)),
+            Err(e) => fail(&failure, e, &vname),
+        }
+    }
+
+    builder.build(move |_caps: Vec<Capability<Epoch>>| {
+        let mut tracker = WatermarkTracker::new(expected_wm_inputs);
+        // Ordered vertices stash records of epochs their input frontier has not reached.
+        let mut stash: BTreeMap<Epoch, (Vec<Capability<Epoch>>, Vec<(usize, Msg<I>)>)> = BTreeMap::new();
+        let mut last_done: Option<Epoch> = None;
+        let mut ended = false;
+        move |frontiers: &[MutableAntichain<Epoch>]| {
+            let Some((logic, instance)) = state.as_mut() else {
+                // Not hosted here: nothing is routed to this worker; drain defensively.
+                for h in handles.iter_mut() {
+                    h.for_each(|_, d| d.clear());
+                }
+                return;
+            };
+            if failure.failed() {
+                for h in handles.iter_mut() {
+                    h.for_each(|_, d| d.clear());
+                }
+                return;
+            }
+            let frontier_min = frontiers.iter().filter_map(|f| f.frontier().iter().min().copied()).min();
+            let mut result: Result<()> = Ok(());
+            for (port, h) in handles.iter_mut().enumerate() {
+                h.for_each(|cap, data| {
+                    let t = *cap.stamp().iter().next().unwrap_or(&0);
+                    if spec.ordered && frontier_min.is_some_and(|f| f < t) {
+                        let entry = stash.entry(t).or_insert_with(|| ((0..ports.count()).map(|o| cap.delayed(&t, o)).collect(), Vec::new()));
+                        entry.1.extend(data.drain(..).map(|m| (port, m)));
+                        return;
+                    }
+                    for m in data.drain(..) {
+                        match m {
+                            Msg::Rec(ts, r) => {
+                                if result.is_ok() {
+                                    result = logic(Event::Rec(ts, r), &mut ports);
+                                }
+                            }
+                            other => {
+                                if let Some(w) = tracker.observe(port, &other) {
+                                    ports.broadcast(&restamp(w, *instance));
+                                }
+                            }
+                        }
+                    }
+                    ports.flush(std::slice::from_ref(&cap));
+                });
+            }
+            // Release stashed epochs the frontier has passed, in order.
+            while let Some((&t, _)) = stash.first_key_value() {
+                if frontier_min.is_some_and(|f| f < t) {
+                    break;
+                }
+                let Some((_, (caps, msgs))) = stash.pop_first() else { break };
+                for (port, m) in msgs {
+                    match m {
+                        Msg::Rec(ts, r) => {
+                            if result.is_ok() {
+                                result = logic(Event::Rec(ts, r), &mut ports);
+                            }
+                        }
+                        other => {
+                            if let Some(w) = tracker.observe(port, &other) {
+                                ports.broadcast(&restamp(w, *instance));
+                            }
+                        }
+                    }
+                }
+                ports.flush(&caps);
+            }
+            // Tell the chain which epochs are complete (sinks flush or commit on it).
+            let done = match frontier_min {
+                Some(f) if f > 0 => Some(f - 1),
+                Some(_) => None,
+                None => Some(Epoch::MAX),
+            };
+            if let Some(d) = done {
+                if last_done.is_none_or(|l| d > l) && d != Epoch::MAX {
+                    last_done = Some(d);
+                    if result.is_ok() {
+                        result = logic(Event::EpochDone(d), &mut ports);
+                    }
+                }
+            }
+            if frontier_min.is_none() && !ended {
+                ended = true;
+                if result.is_ok() {
+                    result = logic(Event::End, &mut ports);
+                }
+            }
+            if let Err(e) = result {
+                fail(&failure, e, &vname);
+            }
+        }
+    });
+    streams
+}
+
+// ---------------------------------------------------------------------------------------
+// Chained operators: typed constructors so that user closures get their argument types.
+
+/// `map`: the closure, and the witness of its output type.
+#[inline(always)]
+pub fn map<T, U, F: FnMut(T) -> U>(_: Witness<T>, f: F) -> (F, Witness<U>) {
+    (f, Witness::new())
+}
+
+/// `filter`.
+#[inline(always)]
+pub fn filter<T, F: FnMut(&T) -> bool>(w: Witness<T>, f: F) -> (F, Witness<T>) {
+    (f, w)
+}
+
+/// `flat_map`: the closure returns anything iterable.
+#[inline(always)]
+pub fn flat_map<T, I: IntoIterator, F: FnMut(T) -> I>(_: Witness<T>, f: F) -> (F, Witness<I::Item>) {
+    (f, Witness::new())
+}
+
+/// `key_by`: the key selector (cloned into every routing edge and keyed operator).
+#[inline(always)]
+pub fn key_by<T, K: Key, F: Fn(&T) -> K + Clone + 'static>(_: Witness<T>, f: F) -> F {
+    f
+}
+
+/// For vertices whose inputs are not keyed.
+pub fn no_key<T>(_: Witness<T>) -> Option<fn(&T)> {
+    None
+}
+
+/// The item type of a source.
+pub fn source_witness<S: Source>(s: S) -> (S, Witness<S::Item>) {
+    (s, Witness::new())
+}
+
+/// Open a sink of a chain for this instance.
+pub fn open_sink<T, S: Sink<T>>(_: Witness<T>, sink: &S, vctx: &VertexCtx, op_name: &str) -> Result<S::Writer> {
+    sink.open(&SinkContext { job: vctx.job.clone(), operator: op_name.to_string(), instance: vctx.instance, parallelism: vctx.parallelism }).map_err(|e| e.in_operator(op_name))
+}
+
+/// Rolling reduce per key (Flink's `KeyedStream::reduce`): the first record of a key is
+/// stored and emitted as is; each later one is combined with the stored value, and the
+/// result is stored and emitted.
+pub struct Reduce<T, K, KF, F> {
+    key: KF,
+    f: F,
+    state: HashMap<K, T>,
+}
+
+/// `reduce` on a keyed stream.
+pub fn reduce<T, K, KF, F>(w: Witness<T>, key: &KF, f: F) -> (Reduce<T, K, KF, F>, Witness<T>)
+where
+    K: Key,
+    KF: Fn(&T) -> K + Clone,
+    F: FnMut(T, T) -> T,
+{
+    (Reduce { key: key.clone(), f, state: HashMap::new() }, w)
+}
+
+impl<T: Clone, K: Key, KF: Fn(&T) -> K, F: FnMut(T, T) -> T> Reduce<T, K, KF, F> {
+    /// Fold one record into its key's value and return the new value.
+    #[inline]
+    pub fn apply(&mut self, record: T) -> T {
+        let k = (self.key)(&record);
+        match self.state.entry(k) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let acc = e.get().clone();
+                let next = (self.f)(acc, record);
+                e.insert(next.clone());
+                next
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(record.clone());
+                record
+            }
+        }
+    }
+    /// Number of keys held.
+    pub fn keys(&self) -> usize {
+        self.state.len()
+    }
+}
+
+/// Keeps generated code free of unused-import noise.
+pub type Shared<T> = Rc<T>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watermark_is_min_over_inputs_ignoring_idle() {
+        let mut t = WatermarkTracker::new(2);
+        assert_eq!(t.observe(0, &Msg::<()>::Watermark { from: 0, wm: 10 }), None);
+        assert_eq!(t.observe(0, &Msg::<()>::Watermark { from: 1, wm: 5 }), Some(Msg::Watermark { from: 0, wm: 5 }));
+        assert_eq!(t.observe(0, &Msg::<()>::Watermark { from: 1, wm: 20 }), Some(Msg::Watermark { from: 0, wm: 10 }));
+        assert_eq!(t.observe(0, &Msg::<()>::Idle { from: 0 }), Some(Msg::Watermark { from: 0, wm: 20 }));
+    }
+
+    #[test]
+    fn rolling_reduce_emits_running_value() {
+        let w: Witness<(u32, u64)> = Witness::new();
+        let kf = |r: &(u32, u64)| r.0;
+        let (mut r, _) = reduce(w, &kf, |a, b| (a.0, a.1 + b.1));
+        assert_eq!(r.apply((1, 5)), (1, 5));
+        assert_eq!(r.apply((2, 1)), (2, 1));
+        assert_eq!(r.apply((1, 7)), (1, 12));
+        assert_eq!(r.keys(), 2);
+    }
+}
