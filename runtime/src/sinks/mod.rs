@@ -4,9 +4,9 @@ mod discard;
 mod file;
 mod stdout;
 
-pub use discard::DiscardSink;
-pub use file::FileSink;
-pub use stdout::StdoutSink;
+pub use discard::{DiscardSink, DiscardWriter};
+pub use file::{FileSink, FileSinkWriter};
+pub use stdout::{StdoutDebug, StdoutJson, StdoutSink, StdoutWriter};
 
 use crate::error::Result;
 

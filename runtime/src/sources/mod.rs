@@ -3,8 +3,8 @@
 mod file;
 mod generator;
 
-pub use file::{FileFormat, FileSource};
-pub use generator::Generator;
+pub use file::{FileFormat, FileSource, FileSourceReader};
+pub use generator::{Generator, GeneratorReader};
 
 use crate::data::Data;
 use crate::error::Result;
