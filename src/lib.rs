@@ -1,1 +1,42 @@
-pub mod placeholder {}
+//! **weir**: stream processing that is compiled. Declare a Flink-style pipeline with
+//! `#[weir::job]`; `cargo build --release` validates, chains and places it and produces one
+//! static binary that runs on one worker or on many processes across nodes.
+//!
+//! ```ignore
+//! use weir::prelude::*;
+//!
+//! #[weir::job(name = "wordcount")]
+//! fn pipeline(env: &mut Env) {
+//!     env.source(FileSource::text_lines(env.arg("input")))
+//!         .flat_map(|line| line.split_whitespace().map(|w| (w.to_lowercase(), 1u64)).collect::<Vec<_>>())
+//!         .key_by(|(word, _)| word.clone())
+//!         .reduce(|(w, a), (_, b)| (w, a + b))
+//!         .sink(FileSink::json_lines(env.arg("output")));
+//! }
+//! ```
+
+pub use weir_macros::{job, record};
+pub use weir_runtime as runtime;
+
+mod build_info;
+pub use build_info::BUILD_INFO;
+
+/// Everything a pipeline file needs.
+pub mod prelude {
+    pub use weir_runtime::prelude::*;
+}
+
+/// What generated code calls. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use weir_runtime::cli;
+    pub use weir_runtime::serde;
+    pub use weir_runtime::data::{Epoch, Witness};
+    pub use weir_runtime::job::{Env, Job, JobMeta};
+    pub use weir_runtime::sinks::SinkWriter;
+    pub use weir_runtime::timely::dataflow::Scope;
+    pub use weir_runtime::vertex::{
+        chain, edge, filter, flat_map, key_by, map, no_key, open_sink, reduce, source_vertex, source_witness, unary_vertex, witness_of, Event, Port, VertexCtx, VertexSpec,
+    };
+    pub use weir_runtime::worker::WorkerCtx;
+}

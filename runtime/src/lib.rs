@@ -24,6 +24,9 @@ pub use weir_compiler::plan;
 /// Re-exported for generated code.
 #[doc(hidden)]
 pub use timely;
+/// Re-exported so that `#[weir::record]` types need no serde dependency of their own.
+#[doc(hidden)]
+pub use serde;
 
 /// What a pipeline file needs: `use weir::prelude::*;`.
 pub mod prelude {

@@ -715,3 +715,14 @@ mod tests {
         assert_eq!(r.keys(), 2);
     }
 }
+
+/// A witness of a value's type (for the ports tuple of a vertex).
+pub fn witness_of<P>(_: &P) -> Witness<P> {
+    Witness::new()
+}
+
+/// Fix the signature of a chain's logic so its closure parameters need no annotations.
+#[inline(always)]
+pub fn chain<I, P, L: FnMut(Event<I>, &mut P) -> Result<()>>(_: Witness<I>, _: Witness<P>, logic: L) -> L {
+    logic
+}

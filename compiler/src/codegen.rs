@@ -1,0 +1,306 @@
+//! Generate the job: one timely vertex per chain, whose logic is straight-line code over one
+//! record (no boxing, no dynamic dispatch, no buffer between chained operators), the plan as
+//! embedded JSON, and `fn main`.
+
+use crate::chain::Chains;
+use crate::lower::Graph;
+use crate::plan::{self, OpKind};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+
+/// Most outputs a vertex may have (the runtime's `Ports` tuples).
+pub const MAX_PORTS: usize = 8;
+
+/// Build the serializable plan.
+pub fn job_plan(g: &Graph, c: &Chains) -> plan::JobPlan {
+    plan::JobPlan {
+        name: g.name.clone(),
+        max_parallelism: g.max_parallelism,
+        default_parallelism: g.default_parallelism,
+        operators: g
+            .ops
+            .iter()
+            .map(|o| plan::Operator {
+                id: o.id,
+                kind: o.kind,
+                name: o.resolved_name.clone(),
+                parallelism: o.parallelism.map_or(plan::Par::Default, |(p, _)| plan::Par::Fixed(p)),
+                slot_sharing_group: o.resolved_group.clone(),
+                chaining: if o.disable_chaining.is_some() {
+                    plan::Chaining::Disabled
+                } else if o.start_new_chain.is_some() {
+                    plan::Chaining::NewChain
+                } else {
+                    plan::Chaining::Default
+                },
+                location: o.location.clone(),
+                detail: o.detail.clone(),
+            })
+            .collect(),
+        edges: g
+            .edges
+            .iter()
+            .enumerate()
+            .map(|(i, e)| plan::Edge {
+                from: e.from,
+                to: e.to,
+                kind: if e.key.is_some() { plan::EdgeKind::Hash } else { plan::EdgeKind::Unkeyed },
+                chained: c.chained_edge[i],
+            })
+            .collect(),
+        vertices: c
+            .vertices
+            .iter()
+            .enumerate()
+            .map(|(id, ops)| {
+                let head = &g.ops[ops[0]];
+                plan::Vertex {
+                    id,
+                    operators: ops.clone(),
+                    parallelism: head.parallelism.map_or(plan::Par::Default, |(p, _)| plan::Par::Fixed(p)),
+                    slot_sharing_group: head.resolved_group.clone(),
+                }
+            })
+            .collect(),
+        args: g.args.iter().map(|(n, d)| plan::ArgSpec { name: n.clone(), has_default: *d }).collect(),
+    }
+}
+
+fn w(op: usize) -> syn::Ident {
+    format_ident!("__w{}", op)
+}
+fn f(op: usize) -> syn::Ident {
+    format_ident!("__f{}", op)
+}
+fn r(op: usize) -> syn::Ident {
+    format_ident!("__r{}", op)
+}
+fn s(op: usize) -> syn::Ident {
+    format_ident!("__s{}", op)
+}
+fn k(op: usize) -> syn::Ident {
+    format_ident!("__k{}", op)
+}
+fn kw(op: usize) -> syn::Ident {
+    format_ident!("__kw{}", op)
+}
+
+struct VertexGen<'a> {
+    g: &'a Graph,
+    c: &'a Chains,
+    /// Operators of this vertex with an output leaving it, in port order.
+    ports: Vec<usize>,
+}
+
+impl VertexGen<'_> {
+    fn children(&self, op: usize) -> Vec<usize> {
+        self.g.ops[op].outputs.iter().filter(|&&e| self.c.chained_edge[e]).map(|&e| self.g.edges[e].to).collect()
+    }
+
+    /// Code run with the output of `op` bound to `__r{op}`.
+    fn after(&self, op: usize) -> TokenStream {
+        let rv = r(op);
+        let children = self.children(op);
+        let mut out = TokenStream::new();
+        if let Some(port) = self.ports.iter().position(|&p| p == op) {
+            let idx = syn::Index::from(port);
+            if children.is_empty() {
+                out.extend(quote!(__ports.#idx.push(__ts, #rv);));
+                return out;
+            }
+            out.extend(quote!(__ports.#idx.push(__ts, ::core::clone::Clone::clone(&#rv));));
+        }
+        let n = children.len();
+        for (i, child) in children.into_iter().enumerate() {
+            let input = if i + 1 == n { quote!(#rv) } else { quote!(::core::clone::Clone::clone(&#rv)) };
+            let body = self.apply(child, input);
+            out.extend(quote!({ #body }));
+        }
+        out
+    }
+
+    /// Code applying `op` to `input`, then everything after it.
+    fn apply(&self, op: usize, input: TokenStream) -> TokenStream {
+        let o = &self.g.ops[op];
+        let (fv, rv) = (f(op), r(op));
+        let span = o.span;
+        let rest = self.after(op);
+        match o.kind {
+            OpKind::Map => quote_spanned!(span=> let #rv = (#fv)(#input); #rest),
+            OpKind::Filter => quote_spanned!(span=> let #rv = #input; if (#fv)(&#rv) { #rest }),
+            OpKind::FlatMap => quote_spanned!(span=> for #rv in (#fv)(#input) { #rest }),
+            OpKind::Reduce => quote_spanned!(span=> let #rv = #fv.apply(#input); #rest),
+            OpKind::Sink => {
+                let kwv = kw(op);
+                quote_spanned!(span=> ::weir::__private::SinkWriter::write(&mut #kwv, #input)?;)
+            }
+            OpKind::Source => quote!(),
+        }
+    }
+}
+
+/// Generate the whole expansion.
+pub fn generate(g: &Graph, c: &Chains, plan_json: &str) -> TokenStream {
+    let mut body = TokenStream::new();
+    let env = &g.env_ident;
+    for stmt in &g.plain {
+        body.extend(quote!(#stmt));
+    }
+    for (vid, ops) in c.vertices.iter().enumerate() {
+        body.extend(vertex(g, c, vid, ops));
+    }
+    let fn_ident = &g.fn_ident;
+    let vis = &g.vis;
+    let main = if g.emit_main {
+        quote! {
+            fn main() -> ::std::process::ExitCode {
+                ::weir::__private::cli::main(#fn_ident(), ::weir::BUILD_INFO)
+            }
+        }
+    } else {
+        quote!()
+    };
+    quote! {
+        /// The compiled job: its plan and its dataflow (generated by `#[weir::job]`).
+        #vis fn #fn_ident() -> ::weir::__private::Job {
+            #[allow(unused_variables, unused_mut, clippy::all, non_snake_case)]
+            fn __weir_build<'s>(scope: ::weir::__private::Scope<'s, ::weir::__private::Epoch>, __ctx: &::weir::__private::WorkerCtx) {
+                let #env: &::weir::__private::Env = __ctx.env();
+                #body
+            }
+            ::weir::__private::Job::from_generated(
+                #plan_json,
+                __weir_build,
+                ::weir::__private::JobMeta { crate_name: ::core::env!("CARGO_PKG_NAME"), crate_version: ::core::env!("CARGO_PKG_VERSION") },
+            )
+        }
+        #main
+    }
+}
+
+fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
+    let head = &g.ops[ops[0]];
+    let ports: Vec<usize> = ops.iter().copied().filter(|&o| g.ops[o].outputs.iter().any(|&e| !c.chained_edge[e])).collect();
+    let vg = VertexGen { g, c, ports };
+    let mut out = TokenStream::new();
+    let ordered = ops.iter().any(|&o| g.ops[o].kind.is_keyed());
+    let head_id = head.id;
+    let spec = quote!(::weir::__private::VertexSpec { id: #vid, head: #head_id, ordered: #ordered });
+
+    // The witness of the vertex's input type, and the key selector of hash inputs.
+    let input_w = format_ident!("__win{}", vid);
+    let key_v = format_ident!("__key{}", vid);
+    let mut key_expr = None;
+    if head.kind != OpKind::Source {
+        let first = &g.edges[head.inputs[0]];
+        let pw = w(first.from);
+        out.extend(quote!(let #input_w = #pw;));
+        if let Some(kidx) = first.key {
+            let ke = &g.keys[kidx].expr;
+            let span = head.span;
+            out.extend(quote_spanned!(span=> let #key_v = ::weir::__private::key_by(#input_w, #ke);));
+            key_expr = Some(key_v.clone());
+        }
+    }
+
+    // Evaluate the user's closures, sources and sinks, threading type witnesses.
+    let mut opens = TokenStream::new();
+    let mut epoch_hooks = TokenStream::new();
+    let mut end_hooks = TokenStream::new();
+    for &op in ops {
+        let o = &g.ops[op];
+        let span = o.span;
+        let (wv, fv) = (w(op), f(op));
+        let inw = if op == head_id { input_w.clone() } else { w(g.edges[o.inputs[0]].from) };
+        let arg = o.arg.as_ref();
+        let name = &o.resolved_name;
+        match o.kind {
+            OpKind::Source => {
+                let src = format_ident!("__src{}", vid);
+                out.extend(quote_spanned!(span=> let (#src, #wv) = ::weir::__private::source_witness(#arg);));
+            }
+            OpKind::Map => out.extend(quote_spanned!(span=> let (mut #fv, #wv) = ::weir::__private::map(#inw, #arg);)),
+            OpKind::Filter => out.extend(quote_spanned!(span=> let (mut #fv, #wv) = ::weir::__private::filter(#inw, #arg);)),
+            OpKind::FlatMap => out.extend(quote_spanned!(span=> let (mut #fv, #wv) = ::weir::__private::flat_map(#inw, #arg);)),
+            OpKind::Reduce => {
+                out.extend(quote_spanned!(span=> let (mut #fv, #wv) = ::weir::__private::reduce(#inw, &#key_v, #arg);));
+            }
+            OpKind::Sink => {
+                let (kv, kwv) = (k(op), kw(op));
+                out.extend(quote_spanned!(span=> let #kv = #arg; let #wv = #inw;));
+                opens.extend(quote_spanned!(span=> let mut #kwv = ::weir::__private::open_sink(#inw, &#kv, __vctx, #name)?;));
+                epoch_hooks.extend(quote!(::weir::__private::SinkWriter::epoch_complete(&mut #kwv, __e)?;));
+                end_hooks.extend(quote!(::weir::__private::SinkWriter::close(&mut #kwv)?;));
+            }
+        }
+    }
+
+    let ports_v = format_ident!("__ports{}", vid);
+    let pw_v = format_ident!("__pw{}", vid);
+    let port_exprs: Vec<TokenStream> = vg.ports.iter().map(|&p| {
+        let wv = w(p);
+        quote!(::weir::__private::Port::new(#wv),)
+    }).collect();
+    let stream_pats: Vec<TokenStream> = vg.ports.iter().map(|&p| {
+        let sv = s(p);
+        quote!(#sv,)
+    }).collect();
+    if vg.ports.len() > MAX_PORTS {
+        return syn::Error::new(head.span, format!("this chain has {} outputs leaving it; weir supports at most {MAX_PORTS}: add `.disable_chaining()` somewhere to split it", vg.ports.len())).to_compile_error();
+    }
+    out.extend(quote!(let #ports_v = (#(#port_exprs)*); let #pw_v = ::weir::__private::witness_of(&#ports_v);));
+
+    let rec_arm = if head.kind == OpKind::Source {
+        let rh = r(head_id);
+        let rest = vg.after(head_id);
+        quote!(::weir::__private::Event::Rec(__ts, #rh) => { #rest })
+    } else {
+        let body = vg.apply(head_id, quote!(__input));
+        quote!(::weir::__private::Event::Rec(__ts, __input) => { #body })
+    };
+    let chain_in = if head.kind == OpKind::Source { w(head_id) } else { input_w.clone() };
+    let ctor = quote! {
+        move |__vctx: &::weir::__private::VertexCtx| {
+            #opens
+            ::core::result::Result::Ok(::weir::__private::chain(#chain_in, #pw_v, move |__ev, __ports| {
+                match __ev {
+                    #rec_arm
+                    ::weir::__private::Event::EpochDone(__e) => { #epoch_hooks }
+                    ::weir::__private::Event::End => { #end_hooks }
+                }
+                ::core::result::Result::Ok(())
+            }))
+        }
+    };
+    let call = if head.kind == OpKind::Source {
+        let src = format_ident!("__src{}", vid);
+        let name = &head.resolved_name;
+        quote!(::weir::__private::source_vertex(scope, __ctx, #spec, #name, #src, #ports_v, #ctor))
+    } else {
+        let mut inputs = Vec::new();
+        for &e in &head.inputs {
+            let from = g.edges[e].from;
+            let sv = s(from);
+            inputs.push(quote!(::weir::__private::edge(&#sv, #from)));
+        }
+        let key = match &key_expr {
+            Some(kv) => quote!(::core::option::Option::Some(::core::clone::Clone::clone(&#kv))),
+            None => quote!(::weir::__private::no_key(#input_w)),
+        };
+        quote!(::weir::__private::unary_vertex(scope, __ctx, #spec, ::std::vec![#(#inputs),*], #key, #ports_v, #ctor))
+    };
+    out.extend(quote!(let (#(#stream_pats)*) = #call;));
+    out
+}
+
+/// What to emit instead of the job when it has errors: the errors, and stubs so that no
+/// unrelated error follows.
+pub fn error_stub(g_fn: &syn::Ident, vis: &syn::Visibility, emit_main: bool) -> TokenStream {
+    let main = if emit_main { quote!(fn main() {}) } else { quote!() };
+    let _ = Span::call_site();
+    quote! {
+        #[allow(dead_code)]
+        #vis fn #g_fn() -> ::weir::__private::Job { ::core::unreachable!() }
+        #main
+    }
+}

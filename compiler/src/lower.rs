@@ -1,0 +1,703 @@
+//! Parse a `#[weir::job]` function into the logical graph: operators, edges and the plain
+//! `let` statements, keeping every span.
+//!
+//! The accepted subset (documented in README): the body is a sequence of statements, each
+//! either `let NAME = CHAIN;`, `CHAIN;`, or `let PATTERN = EXPR;` for a plain value that no
+//! stream appears in. A CHAIN is a method chain whose root is `env.source(...)` or a stream
+//! variable. Everything else (loops, `if`, macros, items, calls on streams) is an error.
+
+use crate::diag::{did_you_mean, Diagnostics};
+use crate::plan::{OpKind, DEFAULT_MAX_PARALLELISM, MAX_MAX_PARALLELISM};
+use crate::symbol::*;
+use proc_macro2::Span;
+use std::collections::HashMap;
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::{Expr, ExprMethodCall, Ident, ItemFn, Lit, Pat, Stmt};
+
+/// A `key_by` selector.
+pub struct KeyBy {
+    /// The user's closure.
+    pub expr: Expr,
+}
+
+/// A logical operator with everything the user wrote about it.
+pub struct Op {
+    /// Index in `Graph::ops`.
+    pub id: usize,
+    /// Kind.
+    pub kind: OpKind,
+    /// Span of the method name (`map` in `.map(...)`).
+    pub span: Span,
+    /// The user's argument (closure, source or sink expression).
+    pub arg: Option<Expr>,
+    /// `name("...")`.
+    pub name: Option<(String, Span)>,
+    /// The final, unique name.
+    pub resolved_name: String,
+    /// `parallelism(n)`.
+    pub parallelism: Option<(u32, Span)>,
+    /// `disable_chaining()`.
+    pub disable_chaining: Option<Span>,
+    /// `start_new_chain()`.
+    pub start_new_chain: Option<Span>,
+    /// `chain_with_previous()`.
+    pub chain_with_previous: Option<Span>,
+    /// `slot_sharing_group("...")`.
+    pub group: Option<(String, Span)>,
+    /// The group after inheritance.
+    pub resolved_group: String,
+    /// Input edges.
+    pub inputs: Vec<usize>,
+    /// Output edges.
+    pub outputs: Vec<usize>,
+    /// `file:line:column` of the method name.
+    pub location: String,
+    /// Short description for `explain`.
+    pub detail: String,
+}
+
+/// A logical edge.
+pub struct LEdge {
+    /// Producer.
+    pub from: usize,
+    /// Consumer.
+    pub to: usize,
+    /// The `key_by` selector, for hash edges.
+    pub key: Option<usize>,
+}
+
+/// The whole job as written.
+pub struct Graph {
+    /// Job name.
+    pub name: String,
+    /// The user's function name (kept for the generated function).
+    pub fn_ident: Ident,
+    /// Its visibility.
+    pub vis: syn::Visibility,
+    /// The name of the `env` parameter.
+    pub env_ident: Ident,
+    /// Number of key groups.
+    pub max_parallelism: u32,
+    /// Job default parallelism.
+    pub default_parallelism: Option<u32>,
+    /// Whether to generate `fn main`.
+    pub emit_main: bool,
+    /// Operators in program (= topological) order.
+    pub ops: Vec<Op>,
+    /// Edges.
+    pub edges: Vec<LEdge>,
+    /// `key_by` selectors.
+    pub keys: Vec<KeyBy>,
+    /// Plain `let` statements, in order.
+    pub plain: Vec<Stmt>,
+    /// Arguments read with `env.arg`/`env.arg_or`: name and whether it has a default.
+    pub args: Vec<(String, bool)>,
+}
+
+#[derive(Clone)]
+struct StreamVal {
+    producers: Vec<usize>,
+    key: Option<usize>,
+}
+
+enum Value {
+    Stream(StreamVal),
+    /// Ended in a sink.
+    Sunk,
+}
+
+struct StreamVar {
+    val: StreamVal,
+    span: Span,
+    used: bool,
+}
+
+/// Job attribute arguments.
+pub struct JobAttr {
+    name: Option<String>,
+    max_parallelism: Option<(u32, Span)>,
+    parallelism: Option<(u32, Span)>,
+    main: bool,
+}
+
+/// Parse `#[weir::job(name = "...", max_parallelism = N, parallelism = N, main = bool)]`.
+pub fn parse_attr(attr: proc_macro2::TokenStream, cx: &Diagnostics) -> JobAttr {
+    let mut out = JobAttr { name: None, max_parallelism: None, parallelism: None, main: true };
+    let parser = syn::meta::parser(|meta| {
+        let key = meta.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+        match key.as_str() {
+            "name" => {
+                let s: syn::LitStr = meta.value()?.parse()?;
+                if s.value().trim().is_empty() {
+                    cx.error(s.span(), "the job name must not be empty");
+                }
+                out.name = Some(s.value());
+            }
+            "max_parallelism" | "parallelism" => {
+                let lit: syn::LitInt = meta.value()?.parse()?;
+                let v: u32 = lit.base10_parse()?;
+                if key == "max_parallelism" {
+                    out.max_parallelism = Some((v, lit.span()));
+                } else {
+                    out.parallelism = Some((v, lit.span()));
+                }
+            }
+            "main" => {
+                let b: syn::LitBool = meta.value()?.parse()?;
+                out.main = b.value;
+            }
+            "checkpoint_interval" => {
+                return Err(meta.error("`checkpoint_interval` is not supported yet: checkpoints arrive with the state issue; remove it"));
+            }
+            _ => {
+                let hint = did_you_mean(&key, &["name", "max_parallelism", "parallelism", "main"]).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+                return Err(meta.error(format!("unknown job setting `{key}`: expected `name`, `max_parallelism`, `parallelism` or `main`{hint}")));
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = syn::parse::Parser::parse2(parser, attr) {
+        cx.error(e.span(), e);
+    }
+    out
+}
+
+/// Lower the job function into a [`Graph`], pushing every error found on the way.
+pub fn lower(attr: JobAttr, f: &ItemFn, cx: &Diagnostics) -> Graph {
+    let sig = &f.sig;
+    if let Some(a) = &sig.asyncness {
+        cx.error(a.span, "a weir job function cannot be `async`: the pipeline is compiled into a dataflow, not run");
+    }
+    if !sig.generics.params.is_empty() {
+        cx.error(sig.generics.span(), "a weir job function cannot be generic");
+    }
+    if let syn::ReturnType::Type(_, ty) = &sig.output {
+        cx.error(ty.span(), "a weir job function returns nothing: remove the return type");
+    }
+    let env_ident = match sig.inputs.iter().collect::<Vec<_>>().as_slice() {
+        [syn::FnArg::Typed(pt)] => match &*pt.pat {
+            Pat::Ident(pi) => pi.ident.clone(),
+            other => {
+                cx.error(other.span(), "the job function's parameter must be a plain name, as in `env: &mut Env`");
+                Ident::new("env", other.span())
+            }
+        },
+        _ => {
+            cx.error(sig.inputs.span().join(sig.ident.span()).unwrap_or(sig.ident.span()), "a weir job function takes exactly one parameter: `env: &mut Env`");
+            Ident::new("env", sig.ident.span())
+        }
+    };
+
+    let max_parallelism = match attr.max_parallelism {
+        Some((v, span)) if v == 0 || v > MAX_MAX_PARALLELISM => {
+            cx.error(span, format!("max_parallelism must be between 1 and {MAX_MAX_PARALLELISM}, got {v}"));
+            DEFAULT_MAX_PARALLELISM
+        }
+        Some((v, _)) => v,
+        None => DEFAULT_MAX_PARALLELISM,
+    };
+    let default_parallelism = match attr.parallelism {
+        Some((v, span)) if v == 0 || v > max_parallelism => {
+            cx.error(span, format!("the job's parallelism must be between 1 and max_parallelism ({max_parallelism}), got {v}"));
+            None
+        }
+        Some((v, _)) => Some(v),
+        None => None,
+    };
+
+    let mut l = Lowerer {
+        cx,
+        env: env_ident.clone(),
+        graph: Graph {
+            name: attr.name.unwrap_or_else(|| sig.ident.to_string()),
+            fn_ident: sig.ident.clone(),
+            vis: f.vis.clone(),
+            env_ident,
+            max_parallelism,
+            default_parallelism,
+            emit_main: attr.main,
+            ops: Vec::new(),
+            edges: Vec::new(),
+            keys: Vec::new(),
+            plain: Vec::new(),
+            args: Vec::new(),
+        },
+        vars: HashMap::new(),
+    };
+    for stmt in &f.block.stmts {
+        l.stmt(stmt);
+    }
+    l.finish_vars(None);
+    let mut graph = l.graph;
+    if !graph.ops.iter().any(|o| o.kind == OpKind::Source) {
+        cx.error(sig.ident.span(), "this job has no source: start a stream with `env.source(...)`");
+    }
+    if !graph.ops.iter().any(|o| o.kind == OpKind::Sink) {
+        cx.error(sig.ident.span(), "this job has no sink: end a stream with `.sink(...)`");
+    }
+    resolve_names(&mut graph);
+    graph
+}
+
+struct Lowerer<'a> {
+    cx: &'a Diagnostics,
+    env: Ident,
+    graph: Graph,
+    vars: HashMap<String, StreamVar>,
+}
+
+fn flatten(expr: &Expr) -> (&Expr, Vec<&ExprMethodCall>) {
+    let mut calls = Vec::new();
+    let mut cur = expr;
+    while let Expr::MethodCall(mc) = cur {
+        calls.push(mc);
+        cur = &mc.receiver;
+    }
+    calls.reverse();
+    (cur, calls)
+}
+
+fn root_ident(e: &Expr) -> Option<&Ident> {
+    match e {
+        Expr::Path(p) if p.qself.is_none() => p.path.get_ident(),
+        _ => None,
+    }
+}
+
+fn location(span: Span) -> String {
+    let start = span.start();
+    let file = span.file();
+    if file.is_empty() {
+        format!("{}:{}", start.line, start.column + 1)
+    } else {
+        format!("{file}:{}:{}", start.line, start.column + 1)
+    }
+}
+
+fn describe(e: &Expr) -> String {
+    let text = e.span().source_text().unwrap_or_else(|| quote::quote!(#e).to_string());
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 80 {
+        format!("{}…", one_line.chars().take(79).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+impl<'a> Lowerer<'a> {
+    fn is_stream_expr(&self, e: &Expr) -> bool {
+        let (root, calls) = flatten(e);
+        match root_ident(root) {
+            Some(id) if *id == self.env => calls.first().is_some_and(|c| c.method == SOURCE),
+            Some(id) => self.vars.contains_key(&id.to_string()),
+            None => false,
+        }
+    }
+
+    fn stmt(&mut self, stmt: &Stmt) {
+        match stmt {
+            Stmt::Local(local) => {
+                let Some(init) = &local.init else {
+                    self.cx.error(local.span(), "a `let` in a weir pipeline needs a value: `let name = ...;`");
+                    return;
+                };
+                if init.diverge.is_some() {
+                    self.cx.error(local.span(), "`let ... else` is not allowed in a weir pipeline");
+                    return;
+                }
+                if self.is_stream_expr(&init.expr) {
+                    let ident = match &local.pat {
+                        Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => pi.ident.clone(),
+                        Pat::Type(pt) => {
+                            self.cx.error(pt.ty.span(), "stream variables take no type annotation: write `let name = ...;`");
+                            return;
+                        }
+                        other => {
+                            self.cx.error(other.span(), "bind a stream to a plain name: `let name = ...;`");
+                            return;
+                        }
+                    };
+                    let value = self.chain(&init.expr);
+                    if let Some(Value::Stream(val)) = value {
+                        self.finish_vars(Some(&ident.to_string()));
+                        self.vars.insert(ident.to_string(), StreamVar { val, span: ident.span(), used: false });
+                    }
+                } else {
+                    self.plain_expr(&init.expr);
+                    self.graph.plain.push(stmt.clone());
+                }
+            }
+            Stmt::Expr(e, _) => {
+                if self.is_stream_expr(e) {
+                    if let Some(Value::Stream(_)) = self.chain(e) {
+                        let (_, calls) = flatten(e);
+                        let span = calls.last().map(|c| c.method.span()).unwrap_or(e.span());
+                        self.cx.error(span, "this stream goes nowhere: end it with `.sink(...)`, or bind it with `let` and use it");
+                    }
+                } else {
+                    self.not_allowed(e.span(), describe_kind(e));
+                }
+            }
+            Stmt::Item(item) => self.not_allowed(item.span(), "an item (fn, struct, use, …)"),
+            Stmt::Macro(m) => self.not_allowed(m.span(), "a macro call"),
+        }
+    }
+
+    fn not_allowed(&self, span: Span, what: &str) {
+        self.cx.error(
+            span,
+            format!(
+                "{what} is not allowed in a weir pipeline: the body holds only `let` bindings and method chains on `{}` or stream variables (the pipeline is compiled, not run); move other code into a function you call from an operator's closure",
+                self.env
+            ),
+        );
+    }
+
+    /// Report stream variables that are about to go out of use: all of them at the end, or
+    /// the one being shadowed.
+    fn finish_vars(&mut self, shadowed: Option<&str>) {
+        let names: Vec<String> = match shadowed {
+            Some(n) => self.vars.keys().filter(|k| k.as_str() == n).cloned().collect(),
+            None => self.vars.keys().cloned().collect(),
+        };
+        let mut unused: Vec<(Span, String)> = Vec::new();
+        for n in names {
+            if let Some(v) = self.vars.remove(&n) {
+                if !v.used {
+                    unused.push((v.span, n));
+                }
+            }
+        }
+        unused.sort_by_key(|(s, _)| (s.start().line, s.start().column));
+        for (span, n) in unused {
+            self.cx.error(span, format!("stream `{n}` goes nowhere: use it in a chain that ends with `.sink(...)`, or remove it"));
+        }
+    }
+
+    /// Scan a plain expression: it must not mention streams; collect `env.arg` names.
+    fn plain_expr(&mut self, e: &Expr) {
+        let mut v = ExprScan { env: &self.env, vars: &self.vars, cx: self.cx, args: Vec::new() };
+        v.visit_expr(e);
+        let args = v.args;
+        self.add_args(args);
+    }
+
+    fn add_args(&mut self, args: Vec<(String, bool)>) {
+        for (name, has_default) in args {
+            match self.graph.args.iter_mut().find(|(n, _)| *n == name) {
+                // Required anywhere means required.
+                Some((_, d)) => *d = *d && has_default,
+                None => self.graph.args.push((name, has_default)),
+            }
+        }
+    }
+
+    fn user_arg(&mut self, mc: &ExprMethodCall, what: &str) -> Option<Expr> {
+        if mc.args.len() != 1 {
+            self.cx.error(mc.method.span(), format!("`{}` takes exactly one argument: {what}", mc.method));
+            return None;
+        }
+        let e = mc.args[0].clone();
+        self.plain_expr(&e);
+        Some(e)
+    }
+
+    fn new_op(&mut self, kind: OpKind, mc: &ExprMethodCall, arg: Option<Expr>) -> usize {
+        let id = self.graph.ops.len();
+        let detail = arg.as_ref().map(describe).unwrap_or_default();
+        self.graph.ops.push(Op {
+            id,
+            kind,
+            span: mc.method.span(),
+            arg,
+            name: None,
+            resolved_name: String::new(),
+            parallelism: None,
+            disable_chaining: None,
+            start_new_chain: None,
+            chain_with_previous: None,
+            group: None,
+            resolved_group: String::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            location: location(mc.method.span()),
+            detail,
+        });
+        id
+    }
+
+    fn connect(&mut self, input: &StreamVal, to: usize) {
+        for &p in &input.producers {
+            let e = self.graph.edges.len();
+            self.graph.edges.push(LEdge { from: p, to, key: input.key });
+            self.graph.ops[p].outputs.push(e);
+            self.graph.ops[to].inputs.push(e);
+        }
+    }
+
+    /// Evaluate a stream chain.
+    fn chain(&mut self, e: &Expr) -> Option<Value> {
+        let (root, calls) = flatten(e);
+        let root_id = root_ident(root)?.clone();
+        let mut calls = calls.into_iter();
+        let mut cur: Value;
+        let mut last_op: Option<usize> = None;
+        if root_id == self.env {
+            let mc = calls.next()?;
+            let arg = self.user_arg(mc, "the source, such as `FileSource::text_lines(path)`")?;
+            let id = self.new_op(OpKind::Source, mc, Some(arg));
+            last_op = Some(id);
+            cur = Value::Stream(StreamVal { producers: vec![id], key: None });
+        } else {
+            let name = root_id.to_string();
+            let var = self.vars.get_mut(&name)?;
+            var.used = true;
+            cur = Value::Stream(var.val.clone());
+        }
+
+        for mc in calls {
+            let method = mc.method.to_string();
+            let span = mc.method.span();
+            if let Some(t) = &mc.turbofish {
+                self.cx.error(t.span(), format!("`{method}` takes no type arguments here"));
+            }
+            // Settings of the last operator.
+            if SETTINGS.contains(&method.as_str()) {
+                match last_op {
+                    Some(op) => self.setting(op, mc),
+                    None => self.cx.error(
+                        span,
+                        format!("`{method}` sets a property of an operator, but it follows `key_by`/`union`, which are not operators: move it after the operator it is meant for"),
+                    ),
+                }
+                continue;
+            }
+            let stream = match &cur {
+                Value::Stream(s) => s.clone(),
+                Value::Sunk => {
+                    self.cx.error(span, format!("`.{method}(...)` cannot follow `.sink(...)`: a sink ends the stream; only settings such as `.parallelism(n)` or `.name(\"...\")` may follow it"));
+                    return None;
+                }
+            };
+            match method.as_str() {
+                MAP | FILTER | FLAT_MAP => {
+                    let kind = match method.as_str() {
+                        MAP => OpKind::Map,
+                        FILTER => OpKind::Filter,
+                        _ => OpKind::FlatMap,
+                    };
+                    let arg = self.user_arg(mc, "a closure")?;
+                    let id = self.new_op(kind, mc, Some(arg));
+                    self.connect(&stream, id);
+                    last_op = Some(id);
+                    cur = Value::Stream(StreamVal { producers: vec![id], key: None });
+                }
+                KEY_BY => {
+                    let arg = self.user_arg(mc, "a key selector closure such as `|r| r.id`")?;
+                    let k = self.graph.keys.len();
+                    self.graph.keys.push(KeyBy { expr: arg });
+                    last_op = None;
+                    cur = Value::Stream(StreamVal { producers: stream.producers, key: Some(k) });
+                }
+                REDUCE => {
+                    let arg = self.user_arg(mc, "a closure combining two values, such as `|a, b| a + b`")?;
+                    if stream.key.is_none() {
+                        self.cx.error(span, "`reduce` needs a keyed stream: call `.key_by(|r| ...)` before it (use a constant key to reduce the whole stream)");
+                    }
+                    let id = self.new_op(OpKind::Reduce, mc, Some(arg));
+                    self.connect(&stream, id);
+                    last_op = Some(id);
+                    cur = Value::Stream(StreamVal { producers: vec![id], key: None });
+                }
+                UNION => {
+                    if mc.args.is_empty() {
+                        self.cx.error(span, "`union` takes one or more streams: `a.union(b)`");
+                    }
+                    let mut producers = stream.producers;
+                    for a in &mc.args {
+                        if !self.is_stream_expr(a) {
+                            self.cx.error(a.span(), "`union` takes streams: a stream variable or a chain starting with `env.source(...)`");
+                            continue;
+                        }
+                        match self.chain(a) {
+                            Some(Value::Stream(s)) => producers.extend(s.producers),
+                            Some(Value::Sunk) => self.cx.error(a.span(), "this chain ends in a sink, so it has no stream to union"),
+                            None => {}
+                        }
+                    }
+                    last_op = None;
+                    cur = Value::Stream(StreamVal { producers, key: None });
+                }
+                SINK => {
+                    let arg = self.user_arg(mc, "the sink, such as `FileSink::json_lines(dir)`")?;
+                    let id = self.new_op(OpKind::Sink, mc, Some(arg));
+                    self.connect(&stream, id);
+                    last_op = Some(id);
+                    cur = Value::Sunk;
+                }
+                SOURCE => {
+                    self.cx.error(span, format!("`source` is called on `{}`: `{}.source(...)` starts a new stream", self.env, self.env));
+                    return None;
+                }
+                other => {
+                    let hint = did_you_mean(other, ALL_METHODS).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+                    self.cx.error(span, format!("unknown operator `{other}`{hint} (weir supports {})", OPERATORS.join(", ")));
+                }
+            }
+        }
+        Some(cur)
+    }
+
+    fn setting(&mut self, op: usize, mc: &ExprMethodCall) {
+        let method = mc.method.to_string();
+        let span = mc.method.span();
+        let cx = self.cx;
+        let o = &mut self.graph.ops[op];
+        let no_args = |what: &str| {
+            if !mc.args.is_empty() {
+                cx.error(mc.args.span(), format!("`{what}()` takes no arguments"));
+            }
+        };
+        let twice = |what: &str| cx.error(span, format!("`{what}` is set twice on this operator: keep one"));
+        match method.as_str() {
+            PARALLELISM => {
+                let lit = match mc.args.first() {
+                    Some(Expr::Lit(l)) if mc.args.len() == 1 => match &l.lit {
+                        Lit::Int(i) => i.base10_parse::<u32>().ok().map(|v| (v, i.span())),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match lit {
+                    None => cx.error(
+                        mc.args.first().map(|a| a.span()).unwrap_or(span),
+                        "`parallelism` takes an integer literal, such as `parallelism(4)`: chaining and placement are decided at compile time. To size a job at launch, leave `parallelism` out and pass `run --parallelism N`",
+                    ),
+                    Some(_) if o.parallelism.is_some() => twice(PARALLELISM),
+                    Some((v, s)) => {
+                        let max = self.graph.max_parallelism;
+                        if v == 0 || v > max {
+                            cx.error(s, format!("parallelism must be between 1 and the job's max_parallelism ({max}), got {v}; raise `max_parallelism` in `#[weir::job(...)]` or lower this"));
+                        }
+                        o.parallelism = Some((v, s));
+                    }
+                }
+            }
+            NAME | SLOT_SHARING_GROUP => {
+                let lit = match mc.args.first() {
+                    Some(Expr::Lit(l)) if mc.args.len() == 1 => match &l.lit {
+                        Lit::Str(s) => Some((s.value(), s.span())),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match lit {
+                    None => cx.error(mc.args.first().map(|a| a.span()).unwrap_or(span), format!("`{method}` takes a string literal, such as `{method}(\"orders\")`")),
+                    Some((v, s)) if v.trim().is_empty() => cx.error(s, format!("`{method}` must not be empty")),
+                    Some(v) => {
+                        let slot = if method == NAME { &mut o.name } else { &mut o.group };
+                        if slot.is_some() {
+                            twice(&method);
+                        } else {
+                            *slot = Some(v);
+                        }
+                    }
+                }
+            }
+            DISABLE_CHAINING | START_NEW_CHAIN | CHAIN_WITH_PREVIOUS => {
+                no_args(&method);
+                let (this, others): (&mut Option<Span>, [(Option<Span>, &str); 2]) = match method.as_str() {
+                    DISABLE_CHAINING => (&mut o.disable_chaining, [(o.start_new_chain, START_NEW_CHAIN), (o.chain_with_previous, CHAIN_WITH_PREVIOUS)]),
+                    START_NEW_CHAIN => (&mut o.start_new_chain, [(o.disable_chaining, DISABLE_CHAINING), (o.chain_with_previous, CHAIN_WITH_PREVIOUS)]),
+                    _ => (&mut o.chain_with_previous, [(o.disable_chaining, DISABLE_CHAINING), (o.start_new_chain, START_NEW_CHAIN)]),
+                };
+                if this.is_some() {
+                    twice(&method);
+                }
+                *this = Some(span);
+                for (other, other_name) in others {
+                    if other.is_some() {
+                        cx.error(span, format!("contradictory chaining hints: `{method}()` and `{other_name}()` on the same operator; keep one"));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn describe_kind(e: &Expr) -> &'static str {
+    match e {
+        Expr::ForLoop(_) => "a `for` loop",
+        Expr::While(_) => "a `while` loop",
+        Expr::Loop(_) => "a `loop`",
+        Expr::If(_) => "an `if`",
+        Expr::Match(_) => "a `match`",
+        Expr::Block(_) => "a block",
+        Expr::Call(_) => "a function call",
+        Expr::Macro(_) => "a macro call",
+        Expr::Assign(_) => "an assignment",
+        Expr::Return(_) => "a `return`",
+        Expr::MethodCall(_) => "a method call that is not a stream chain",
+        _ => "this expression",
+    }
+}
+
+/// Walks user expressions: finds `env.arg("name")` and rejects streams used as values.
+struct ExprScan<'a> {
+    env: &'a Ident,
+    vars: &'a HashMap<String, StreamVar>,
+    cx: &'a Diagnostics,
+    args: Vec<(String, bool)>,
+}
+
+impl<'ast> Visit<'ast> for ExprScan<'_> {
+    fn visit_expr_method_call(&mut self, mc: &'ast ExprMethodCall) {
+        if root_ident(&mc.receiver) == Some(self.env) {
+            let m = mc.method.to_string();
+            if m == ARG || m == ARG_OR {
+                match mc.args.first() {
+                    Some(Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. })) => self.args.push((s.value(), m == ARG_OR)),
+                    _ => self.cx.error(mc.args.span(), format!("`{}.{m}` takes the argument's name as a string literal, so the job can check its arguments at start-up", self.env)),
+                }
+            } else if m == SOURCE {
+                self.cx.error(mc.method.span(), format!("`{}.source(...)` can only start a pipeline chain, not appear inside an expression", self.env));
+            }
+        }
+        syn::visit::visit_expr_method_call(self, mc);
+    }
+    fn visit_expr_path(&mut self, p: &'ast syn::ExprPath) {
+        if let Some(id) = p.path.get_ident() {
+            if self.vars.contains_key(&id.to_string()) {
+                self.cx.error(id.span(), format!("stream `{id}` cannot be used as a value: streams are only used in method chains such as `{id}.map(...)`"));
+            }
+        }
+    }
+}
+
+fn default_name(kind: OpKind) -> &'static str {
+    kind.method()
+}
+
+/// Give every operator a unique name: the user's, or the method name with a `-2`, `-3`
+/// suffix when taken. Duplicate user names are an error reported by validation.
+fn resolve_names(g: &mut Graph) {
+    let mut taken: Vec<String> = g.ops.iter().filter_map(|o| o.name.as_ref().map(|(n, _)| n.clone())).collect();
+    for o in g.ops.iter_mut() {
+        o.resolved_name = match &o.name {
+            Some((n, _)) => n.clone(),
+            None => {
+                let base = default_name(o.kind);
+                let mut candidate = base.to_string();
+                let mut i = 2;
+                while taken.contains(&candidate) {
+                    candidate = format!("{base}-{i}");
+                    i += 1;
+                }
+                taken.push(candidate.clone());
+                candidate
+            }
+        };
+    }
+}

@@ -1,0 +1,43 @@
+//! The DSL's method names, in one place.
+
+/// `env.source(...)`
+pub const SOURCE: &str = "source";
+/// `.map(f)`
+pub const MAP: &str = "map";
+/// `.filter(f)`
+pub const FILTER: &str = "filter";
+/// `.flat_map(f)`
+pub const FLAT_MAP: &str = "flat_map";
+/// `.key_by(f)`
+pub const KEY_BY: &str = "key_by";
+/// `.reduce(f)`
+pub const REDUCE: &str = "reduce";
+/// `.union(streams...)`
+pub const UNION: &str = "union";
+/// `.sink(s)`
+pub const SINK: &str = "sink";
+/// `.parallelism(n)`
+pub const PARALLELISM: &str = "parallelism";
+/// `.name("...")`
+pub const NAME: &str = "name";
+/// `.disable_chaining()`
+pub const DISABLE_CHAINING: &str = "disable_chaining";
+/// `.start_new_chain()`
+pub const START_NEW_CHAIN: &str = "start_new_chain";
+/// `.chain_with_previous()`
+pub const CHAIN_WITH_PREVIOUS: &str = "chain_with_previous";
+/// `.slot_sharing_group("...")`
+pub const SLOT_SHARING_GROUP: &str = "slot_sharing_group";
+/// `env.arg("name")`
+pub const ARG: &str = "arg";
+/// `env.arg_or("name", default)`
+pub const ARG_OR: &str = "arg_or";
+
+/// Stream operators.
+pub const OPERATORS: &[&str] = &[SOURCE, MAP, FILTER, FLAT_MAP, KEY_BY, REDUCE, UNION, SINK];
+/// Operator settings.
+pub const SETTINGS: &[&str] = &[PARALLELISM, NAME, DISABLE_CHAINING, START_NEW_CHAIN, CHAIN_WITH_PREVIOUS, SLOT_SHARING_GROUP];
+/// Everything a chain may call, for "did you mean".
+pub const ALL_METHODS: &[&str] = &[
+    SOURCE, MAP, FILTER, FLAT_MAP, KEY_BY, REDUCE, UNION, SINK, PARALLELISM, NAME, DISABLE_CHAINING, START_NEW_CHAIN, CHAIN_WITH_PREVIOUS, SLOT_SHARING_GROUP,
+];
