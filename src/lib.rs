@@ -36,7 +36,7 @@ pub mod __private {
     pub use weir_runtime::sinks::SinkWriter;
     pub use weir_runtime::timely::dataflow::Scope;
     pub use weir_runtime::vertex::{
-        chain, edge, filter, flat_map, key_by, map, no_key, open_sink, reduce, source_vertex, source_witness, unary_vertex, witness_of, Event, Port, VertexCtx, VertexSpec,
+        chain, edge, filter, flat_map, key_by, map, no_key, open_sink, reduce, sink_close, sink_epoch, source_vertex, source_witness, unary_vertex, witness_of, Event, Port, VertexCtx, VertexSpec,
     };
     pub use weir_runtime::worker::WorkerCtx;
 }

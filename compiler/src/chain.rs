@@ -7,6 +7,7 @@ use crate::validate::chain_blocker;
 /// The vertex of every operator, and each vertex's operators in topological order.
 pub struct Chains {
     /// `vertex_of[op]`.
+    #[allow(dead_code)]
     pub vertex_of: Vec<usize>,
     /// Operators of each vertex, head first.
     pub vertices: Vec<Vec<usize>>,

@@ -229,8 +229,8 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
                 let (kv, kwv) = (k(op), kw(op));
                 out.extend(quote_spanned!(span=> let #kv = #arg; let #wv = #inw;));
                 opens.extend(quote_spanned!(span=> let mut #kwv = ::weir::__private::open_sink(#inw, &#kv, __vctx, #name)?;));
-                epoch_hooks.extend(quote!(::weir::__private::SinkWriter::epoch_complete(&mut #kwv, __e)?;));
-                end_hooks.extend(quote!(::weir::__private::SinkWriter::close(&mut #kwv)?;));
+                epoch_hooks.extend(quote!(::weir::__private::sink_epoch(#wv, &mut #kwv, __e)?;));
+                end_hooks.extend(quote!(::weir::__private::sink_close(#wv, &mut #kwv)?;));
             }
         }
     }

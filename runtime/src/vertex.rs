@@ -726,3 +726,15 @@ pub fn witness_of<P>(_: &P) -> Witness<P> {
 pub fn chain<I, P, L: FnMut(Event<I>, &mut P) -> Result<()>>(_: Witness<I>, _: Witness<P>, logic: L) -> L {
     logic
 }
+
+/// Tell a chained sink that an epoch is complete.
+#[inline]
+pub fn sink_epoch<T, W: crate::sinks::SinkWriter<T>>(_: Witness<T>, writer: &mut W, epoch: Epoch) -> Result<()> {
+    writer.epoch_complete(epoch)
+}
+
+/// Close a chained sink at the end of its input.
+#[inline]
+pub fn sink_close<T, W: crate::sinks::SinkWriter<T>>(_: Witness<T>, writer: &mut W) -> Result<()> {
+    writer.close()
+}

@@ -140,3 +140,13 @@ pub fn run(job: Arc<Job>, cfg: RunConfig, builders: Vec<AllocatorBuilder>, other
         bad_records: stats.bad_records.load(Ordering::Relaxed),
     })
 }
+
+/// Run a job inside this process with `workers` threads: for tests, benchmarks and tools.
+/// `args` are the job arguments (`--arg name=value` on the command line).
+pub fn run_local(job: Job, workers: usize, args: &[(&str, &str)]) -> Result<RunSummary> {
+    let physical = weir_compiler::plan::resolve(&job.plan, weir_compiler::plan::ClusterShape::single(workers), None).map_err(|e| RuntimeError::user(e.to_string()))?;
+    let pairs: Vec<(String, String)> = args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let env = Env::from_pairs(&job.plan, &pairs)?;
+    let (builders, others) = timely::CommunicationConfig::Process(workers).try_build().map_err(RuntimeError::external)?;
+    run(Arc::new(job), RunConfig { physical, env, epoch: Duration::from_millis(50) }, builders, others)
+}

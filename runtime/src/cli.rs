@@ -1,1 +1,0 @@
-//! The job binary's command line: `run`, `explain`, `--version`.
