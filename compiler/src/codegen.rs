@@ -197,7 +197,7 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
         out.extend(quote!(let #input_w = #pw;));
         if let Some(kidx) = first.key {
             let ke = &g.keys[kidx].expr;
-            let span = head.span;
+            let span = g.keys[kidx].span;
             out.extend(quote_spanned!(span=> let #key_v = ::weir::__private::key_by(#input_w, #ke);));
             key_expr = Some(key_v.clone());
         }
@@ -287,7 +287,8 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
             Some(kv) => quote!(::core::option::Option::Some(::core::clone::Clone::clone(&#kv))),
             None => quote!(::weir::__private::no_key(#input_w)),
         };
-        quote!(::weir::__private::unary_vertex(scope, __ctx, #spec, ::std::vec![#(#inputs),*], #key, #ports_v, #ctor))
+        let span = head.inputs.first().and_then(|&e| g.edges[e].key).map_or(head.span, |k| g.keys[k].span);
+        quote_spanned!(span=> ::weir::__private::unary_vertex(scope, __ctx, #spec, ::std::vec![#(#inputs),*], #key, #ports_v, #ctor))
     };
     out.extend(quote!(let (#(#stream_pats)*) = #call;));
     out

@@ -19,6 +19,8 @@ use syn::{Expr, ExprMethodCall, Ident, ItemFn, Lit, Pat, Stmt};
 pub struct KeyBy {
     /// The user's closure.
     pub expr: Expr,
+    /// Span of `key_by`.
+    pub span: Span,
 }
 
 /// A logical operator with everything the user wrote about it.
@@ -496,7 +498,7 @@ impl<'a> Lowerer<'a> {
                 KEY_BY => {
                     let arg = self.user_arg(mc, "a key selector closure such as `|r| r.id`")?;
                     let k = self.graph.keys.len();
-                    self.graph.keys.push(KeyBy { expr: arg });
+                    self.graph.keys.push(KeyBy { expr: arg, span });
                     last_op = None;
                     cur = Value::Stream(StreamVal { producers: stream.producers, key: Some(k) });
                 }

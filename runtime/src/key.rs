@@ -19,6 +19,11 @@ use crate::data::Data;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// A key of a keyed stream: the result of the `key_by` function.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a key of a keyed stream",
+    label = "`{Self}` is not a weir `Key`",
+    note = "key by integers, `String`, `bool`, `char`, `Option`s or tuples of them, or implement `weir::prelude::Key` (its canonical bytes decide the key group)"
+)]
 pub trait Key: Data + Eq + std::hash::Hash {
     /// Append the canonical bytes of the key (see the module documentation).
     fn write_key_bytes(&self, out: &mut Vec<u8>);
