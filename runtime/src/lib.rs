@@ -16,6 +16,7 @@ pub mod key;
 pub mod sinks;
 pub mod sources;
 pub mod testing;
+pub mod time;
 pub mod vertex;
 pub mod worker;
 

@@ -1,0 +1,285 @@
+//! Event time: watermark strategies and window assigners, with Flink's exact semantics.
+//!
+//! - Event time is `i64` milliseconds since the Unix epoch.
+//! - Bounded out-of-orderness emits `max_seen − bound − 1` (Flink's
+//!   `BoundedOutOfOrdernessWatermarks`); monotonous timestamps are the special case bound 0.
+//! - A window `[start, end)` fires when the watermark reaches `end − 1` (its `max_timestamp`).
+//! - A record is late for a window when `end − 1 + allowed_lateness ≤ watermark`.
+//! - Windows align to the epoch (0) unless an offset is given: the start of the tumbling
+//!   window of `t` is `t − ((t − offset) mod size)` with a non-negative modulo.
+
+use crate::data::EventTime;
+use std::time::Duration;
+
+/// A window of event (or processing) time: `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Window {
+    /// First millisecond in the window.
+    pub start: EventTime,
+    /// First millisecond after the window.
+    pub end: EventTime,
+}
+
+impl Window {
+    /// The largest timestamp in the window (`end − 1`): the window fires when the watermark
+    /// reaches it.
+    pub fn max_timestamp(&self) -> EventTime {
+        self.end - 1
+    }
+    /// Whether two windows overlap or touch (session merging).
+    pub fn intersects(&self, other: &Window) -> bool {
+        self.start <= other.end && other.start <= self.end
+    }
+    /// The smallest window covering both.
+    pub fn cover(&self, other: &Window) -> Window {
+        Window { start: self.start.min(other.start), end: self.end.max(other.end) }
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Flink's `TimeWindow.getWindowStartWithOffset`.
+pub fn window_start(timestamp: EventTime, offset: i64, size: i64) -> EventTime {
+    let remainder = (timestamp - offset).rem_euclid(size);
+    timestamp - remainder
+}
+
+/// How a keyed or global window operator groups records into windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowAssigner {
+    /// Fixed-size, non-overlapping windows.
+    Tumbling {
+        /// Window length in ms.
+        size: i64,
+        /// Alignment offset in ms.
+        offset: i64,
+    },
+    /// Fixed-size windows starting every `slide`.
+    Sliding {
+        /// Window length in ms.
+        size: i64,
+        /// Distance between window starts in ms.
+        slide: i64,
+        /// Alignment offset in ms.
+        offset: i64,
+    },
+    /// Windows of activity separated by gaps of at least `gap` ms.
+    Session {
+        /// Inactivity gap in ms.
+        gap: i64,
+    },
+}
+
+impl WindowAssigner {
+    /// Tumbling windows of `size`.
+    pub fn tumbling(size: Duration) -> Self {
+        WindowAssigner::Tumbling { size: millis(size), offset: 0 }
+    }
+    /// Sliding windows of `size` every `slide`.
+    pub fn sliding(size: Duration, slide: Duration) -> Self {
+        WindowAssigner::Sliding { size: millis(size), slide: millis(slide), offset: 0 }
+    }
+    /// Session windows with an inactivity `gap`.
+    pub fn session(gap: Duration) -> Self {
+        WindowAssigner::Session { gap: millis(gap) }
+    }
+    /// Shift window alignment by `offset` (tumbling and sliding).
+    pub fn with_offset(self, offset: Duration) -> Self {
+        match self {
+            WindowAssigner::Tumbling { size, .. } => WindowAssigner::Tumbling { size, offset: millis(offset) },
+            WindowAssigner::Sliding { size, slide, .. } => WindowAssigner::Sliding { size, slide, offset: millis(offset) },
+            s => s,
+        }
+    }
+
+    /// The windows a record at `ts` belongs to, earliest first. Sessions: the record's own
+    /// proto-window `[ts, ts + gap)`, merged by the operator.
+    pub fn assign(&self, ts: EventTime, out: &mut Vec<Window>) {
+        out.clear();
+        match *self {
+            WindowAssigner::Tumbling { size, offset } => {
+                let start = window_start(ts, offset, size);
+                out.push(Window { start, end: start + size });
+            }
+            WindowAssigner::Sliding { size, slide, offset } => {
+                let last = window_start(ts, offset, slide);
+                let mut start = last;
+                while start > ts - size {
+                    out.push(Window { start, end: start + size });
+                    start -= slide;
+                }
+                out.reverse();
+            }
+            WindowAssigner::Session { gap } => out.push(Window { start: ts, end: ts + gap }),
+        }
+    }
+
+    /// The pane (slice) a record at `ts` goes to: every window is a union of whole panes, so
+    /// a record is stored once, not once per window (sliding windows with panes of
+    /// `gcd(size, slide)`). `None` for sessions.
+    pub fn pane(&self, ts: EventTime) -> Option<Window> {
+        match *self {
+            WindowAssigner::Tumbling { size, offset } => {
+                let s = window_start(ts, offset, size);
+                Some(Window { start: s, end: s + size })
+            }
+            WindowAssigner::Sliding { size, slide, offset } => {
+                let p = gcd(size, slide);
+                let s = window_start(ts, offset, p);
+                Some(Window { start: s, end: s + p })
+            }
+            WindowAssigner::Session { .. } => None,
+        }
+    }
+
+    /// The windows that end within a pane (fire at the pane's end).
+    pub fn windows_ending_in(&self, pane: &Window) -> Option<Window> {
+        match *self {
+            WindowAssigner::Tumbling { .. } => Some(*pane),
+            WindowAssigner::Sliding { size, slide, offset } => {
+                // A window ends at pane.end iff pane.end - offset is a multiple of slide.
+                if (pane.end - offset).rem_euclid(slide) == 0 {
+                    Some(Window { start: pane.end - size, end: pane.end })
+                } else {
+                    None
+                }
+            }
+            WindowAssigner::Session { .. } => None,
+        }
+    }
+
+    /// Whether this is a session assigner (windows merge).
+    pub fn is_merging(&self) -> bool {
+        matches!(self, WindowAssigner::Session { .. })
+    }
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a.abs()
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Watermark generation for one source (or assigner) instance.
+#[derive(Debug, Clone)]
+pub enum WatermarkStrategy {
+    /// `max_seen − bound − 1`.
+    BoundedOutOfOrderness {
+        /// Largest expected disorder in ms.
+        bound: i64,
+        /// Idle after this long without records (ms).
+        idleness: Option<u64>,
+    },
+}
+
+impl WatermarkStrategy {
+    /// Records arrive at most `bound` out of order.
+    pub fn bounded_out_of_orderness(bound: Duration) -> Self {
+        WatermarkStrategy::BoundedOutOfOrderness { bound: millis(bound), idleness: None }
+    }
+    /// Timestamps never decrease (bounded out-of-orderness with bound 0).
+    pub fn monotonous() -> Self {
+        WatermarkStrategy::BoundedOutOfOrderness { bound: 0, idleness: None }
+    }
+    /// An instance without records for `timeout` is idle and does not hold the watermark back.
+    pub fn with_idleness(self, timeout: Duration) -> Self {
+        match self {
+            WatermarkStrategy::BoundedOutOfOrderness { bound, .. } => {
+                WatermarkStrategy::BoundedOutOfOrderness { bound, idleness: Some(timeout.as_millis() as u64) }
+            }
+        }
+    }
+}
+
+/// The running state of a [`WatermarkStrategy`] on one instance.
+#[derive(Debug, Clone)]
+pub struct WatermarkGenerator {
+    bound: i64,
+    max_seen: Option<EventTime>,
+    emitted: Option<EventTime>,
+}
+
+impl WatermarkGenerator {
+    /// Start generating for `strategy`.
+    pub fn new(strategy: &WatermarkStrategy) -> Self {
+        match strategy {
+            WatermarkStrategy::BoundedOutOfOrderness { bound, .. } => WatermarkGenerator { bound: *bound, max_seen: None, emitted: None },
+        }
+    }
+    /// Observe a record's timestamp.
+    #[inline]
+    pub fn observe(&mut self, ts: EventTime) {
+        if self.max_seen.is_none_or(|m| ts > m) {
+            self.max_seen = Some(ts);
+        }
+    }
+    /// The watermark to emit now, if it advanced since the last one.
+    pub fn poll(&mut self) -> Option<EventTime> {
+        let wm = self.max_seen?.saturating_sub(self.bound).saturating_sub(1);
+        if self.emitted.is_none_or(|e| wm > e) {
+            self.emitted = Some(wm);
+            Some(wm)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn windows(a: WindowAssigner, ts: i64) -> Vec<(i64, i64)> {
+        let mut v = Vec::new();
+        a.assign(ts, &mut v);
+        v.into_iter().map(|w| (w.start, w.end)).collect()
+    }
+
+    #[test]
+    fn tumbling_aligns_to_epoch_and_offset() {
+        let t = WindowAssigner::tumbling(Duration::from_secs(5));
+        assert_eq!(windows(t, 0), vec![(0, 5000)]);
+        assert_eq!(windows(t, 4999), vec![(0, 5000)]);
+        assert_eq!(windows(t, 5000), vec![(5000, 10000)]);
+        assert_eq!(windows(t, -1), vec![(-5000, 0)]);
+        let o = t.with_offset(Duration::from_secs(1));
+        assert_eq!(windows(o, 500), vec![(-4000, 1000)]);
+        assert_eq!(windows(o, 1000), vec![(1000, 6000)]);
+    }
+
+    #[test]
+    fn sliding_assigns_every_covering_window() {
+        let s = WindowAssigner::sliding(Duration::from_secs(10), Duration::from_secs(2));
+        assert_eq!(windows(s, 11_000), vec![(2000, 12000), (4000, 14000), (6000, 16000), (8000, 18000), (10000, 20000)]);
+        assert_eq!(s.pane(11_000), Some(Window { start: 10_000, end: 12_000 }));
+        assert_eq!(s.windows_ending_in(&Window { start: 10_000, end: 12_000 }), Some(Window { start: 2000, end: 12_000 }));
+        let odd = WindowAssigner::sliding(Duration::from_millis(10), Duration::from_millis(4));
+        assert_eq!(odd.pane(5), Some(Window { start: 4, end: 6 }));
+        assert_eq!(odd.windows_ending_in(&Window { start: 4, end: 6 }), None);
+        assert_eq!(odd.windows_ending_in(&Window { start: 6, end: 8 }), Some(Window { start: -2, end: 8 }));
+    }
+
+    #[test]
+    fn bounded_out_of_orderness_is_max_minus_bound_minus_one() {
+        let mut g = WatermarkGenerator::new(&WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(200)));
+        assert_eq!(g.poll(), None);
+        g.observe(1000);
+        assert_eq!(g.poll(), Some(799));
+        g.observe(900);
+        assert_eq!(g.poll(), None);
+        g.observe(1500);
+        assert_eq!(g.poll(), Some(1299));
+    }
+
+    #[test]
+    fn sessions_touching_merge() {
+        let a = Window { start: 0, end: 10 };
+        assert!(a.intersects(&Window { start: 10, end: 20 }));
+        assert!(!a.intersects(&Window { start: 11, end: 20 }));
+        assert_eq!(a.cover(&Window { start: 5, end: 30 }), Window { start: 0, end: 30 });
+    }
+}
