@@ -1,0 +1,394 @@
+//! `run`: one process, the launcher of a cluster node, and one process of a cluster.
+
+use super::args::{ExplainArgs, ExplainFormat, ProcessArgs, RunArgs};
+use super::{explain, logging, CliError};
+use crate::cluster::launcher::{self, ChildSpec, Outcome, Supervision};
+use crate::cluster::net::{self, Mesh, Networked};
+use crate::cluster::{count, describe_shape, Hosts, ProcessAddr};
+use crate::error::RuntimeError;
+use crate::job::{Env, Job};
+use crate::worker::{self, RunConfig};
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir_compiler::plan::{resolve, ClusterShape, PhysicalPlan};
+
+fn plan_error(e: weir_compiler::plan::PlanError) -> CliError {
+    CliError::usage(e.to_string())
+}
+
+/// Write text to stdout; a closed pipe (`| head`) is not an error.
+pub(super) fn print_stdout(s: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::failed(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+fn write_plan(path: &Path, physical: &PhysicalPlan) -> Result<(), CliError> {
+    let json = serde_json::to_string_pretty(physical)
+        .map_err(|e| CliError::failed(format!("cannot serialize the plan: {e}")))?;
+    std::fs::write(path, json + "\n").map_err(|e| {
+        CliError::usage(format!(
+            "cannot write the plan to `{}` (--plan-out): {e}",
+            path.display()
+        ))
+    })
+}
+
+/// `explain`.
+pub(super) fn explain(job: &Job, a: &ExplainArgs) -> Result<u8, CliError> {
+    let nodes = match &a.hosts {
+        Some(path) => {
+            let hosts = Hosts::load(path)?;
+            hosts.processes(a.procs_per_node)?;
+            hosts.len()
+        }
+        None => a.nodes,
+    };
+    let shape = ClusterShape {
+        nodes,
+        procs_per_node: a.procs_per_node,
+        workers: a.workers,
+    };
+    let physical = resolve(&job.plan, shape, a.parallelism).map_err(plan_error)?;
+    let out = match a.format {
+        ExplainFormat::Text => explain::text(&job.plan, &physical),
+        ExplainFormat::Json => explain::json(&job.plan, &physical)
+            .map_err(|e| CliError::failed(format!("cannot serialize the plan: {e}")))?,
+        ExplainFormat::Dot => explain::dot(&job.plan, &physical),
+    };
+    print_stdout(&out)?;
+    Ok(0)
+}
+
+/// `run` without `--hosts`: this process alone, `--workers` threads.
+pub(super) fn run_single(job: Job, a: &RunArgs) -> Result<u8, CliError> {
+    let shape = ClusterShape::single(a.workers);
+    let physical = resolve(&job.plan, shape, a.parallelism).map_err(plan_error)?;
+    let env = Env::from_pairs(&job.plan, &a.args)?;
+    if let Some(path) = &a.plan_out {
+        write_plan(path, &physical)?;
+    }
+    let comm = timely::CommunicationConfig::Process(a.workers)
+        .try_build()
+        .map_err(|e| CliError::failed(format!("cannot start the workers: {e}")))?;
+    execute(job, physical, env, Duration::from_millis(a.epoch_ms), comm)
+}
+
+/// Everything `run --hosts` and `__process` check before doing anything.
+struct ClusterSetup {
+    hosts: Hosts,
+    processes: Vec<ProcessAddr>,
+    node: usize,
+    physical: PhysicalPlan,
+    env: Env,
+}
+
+fn cluster_setup(job: &Job, a: &RunArgs) -> Result<ClusterSetup, CliError> {
+    let path = a
+        .hosts
+        .as_deref()
+        .ok_or_else(|| CliError::usage("--hosts FILE is required for a process of a cluster"))?;
+    let node = a
+        .node
+        .ok_or_else(|| CliError::usage("--node N is required with --hosts"))?;
+    let hosts = Hosts::load(path)?;
+    hosts.check_node(node)?;
+    let procs_per_node = a.procs_per_node.unwrap_or(1);
+    let processes = hosts.processes(procs_per_node)?;
+    let shape = ClusterShape {
+        nodes: hosts.len(),
+        procs_per_node,
+        workers: a.workers,
+    };
+    let physical = resolve(&job.plan, shape, a.parallelism).map_err(plan_error)?;
+    let env = Env::from_pairs(&job.plan, &a.args)?;
+    Ok(ClusterSetup {
+        hosts,
+        processes,
+        node,
+        physical,
+        env,
+    })
+}
+
+/// The command line of the hidden `__process` subcommand for process `process`.
+pub fn child_args(a: &RunArgs, process: usize) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec!["__process".into()];
+    if let Some(h) = &a.hosts {
+        let mut s = OsString::from("--hosts=");
+        s.push(h.as_os_str());
+        v.push(s);
+    }
+    if let Some(n) = a.node {
+        v.push(format!("--node={n}").into());
+    }
+    v.push(format!("--procs-per-node={}", a.procs_per_node.unwrap_or(1)).into());
+    v.push(format!("--workers={}", a.workers).into());
+    v.push(format!("--process={process}").into());
+    if let Some(p) = a.parallelism {
+        v.push(format!("--parallelism={p}").into());
+    }
+    for (k, val) in &a.args {
+        v.push(format!("--arg={k}={val}").into());
+    }
+    v.push(format!("--epoch-ms={}", a.epoch_ms).into());
+    v.push(format!("--log-format={}", a.log_format.as_str()).into());
+    v.push(format!("--connect-timeout={}", a.connect_timeout).into());
+    v
+}
+
+/// `run --hosts`: check everything, start this node's processes, supervise them.
+pub(super) fn run_launcher(job: &Job, a: &RunArgs) -> Result<u8, CliError> {
+    let s = cluster_setup(job, a)?;
+    if s.node == 0 {
+        if let Some(path) = &a.plan_out {
+            write_plan(path, &s.physical)?;
+        }
+    }
+    let mine: Vec<ProcessAddr> = s
+        .processes
+        .iter()
+        .filter(|p| p.node == s.node)
+        .copied()
+        .collect();
+    net::check_bindable(&mine, s.hosts.origin())?;
+    let exe = std::env::current_exe().map_err(|e| {
+        CliError::failed(format!(
+            "cannot find this program's path to start its processes: {e}"
+        ))
+    })?;
+    let specs: Vec<ChildSpec> = mine
+        .iter()
+        .map(|pa| {
+            let mut command = Command::new(&exe);
+            command.args(child_args(a, pa.process));
+            ChildSpec {
+                process: pa.process,
+                node: pa.node,
+                addr: pa.addr,
+                command,
+            }
+        })
+        .collect();
+    let p = &s.physical;
+    tracing::info!(
+        "starting {} of node {} (cluster {}; the plan uses {} of {} slots)",
+        count(specs.len(), "process", "processes"),
+        s.node,
+        describe_shape(&p.cluster),
+        p.slots_needed,
+        p.cluster.slots()
+    );
+    launcher::install_signal_handlers();
+    let n = specs.len();
+    match launcher::supervise(specs, &Supervision::default(), &launcher::take_signal) {
+        Ok(Outcome::Succeeded) => {
+            tracing::info!(
+                "all {} of node {} finished",
+                count(n, "process", "processes"),
+                s.node
+            );
+            Ok(0)
+        }
+        Ok(failed @ Outcome::Failed { .. }) => Err(CliError::failed(failed.to_string())),
+        Ok(Outcome::Interrupted { signal }) => {
+            tracing::warn!(
+                "{}; stopped the processes of node {}",
+                Outcome::Interrupted { signal },
+                s.node
+            );
+            Ok(u8::try_from(128 + signal).unwrap_or(1))
+        }
+        Err(e) => Err(CliError::failed(e.to_string())),
+    }
+}
+
+/// `__process`: one process of a cluster, started by the launcher.
+pub(super) fn run_process(job: Job, p: &ProcessArgs) -> Result<u8, CliError> {
+    let a = &p.run;
+    let s = cluster_setup(&job, a)?;
+    let me = *s.processes.get(p.process).ok_or_else(|| {
+        CliError::usage(format!(
+            "--process {} is out of range: the cluster has {} processes",
+            p.process,
+            s.processes.len()
+        ))
+    })?;
+    if me.node != s.node {
+        return Err(CliError::usage(format!(
+            "process {} runs on node {}, not on node {}",
+            p.process, me.node, s.node
+        )));
+    }
+    let shape = s.physical.cluster;
+    let comm: Networked = if shape.processes() == 1 {
+        timely::CommunicationConfig::Process(a.workers)
+            .try_build()
+            .map_err(|e| CliError::failed(format!("cannot start the workers: {e}")))?
+    } else {
+        let listener = net::bind(&me, s.hosts.origin())?;
+        let mesh = Mesh {
+            job: job.plan.name.clone(),
+            fingerprint: job.plan.fingerprint(),
+            shape,
+            processes: s.processes,
+            me: p.process,
+        };
+        tracing::info!(
+            "listening on {}; connecting to the other {}",
+            me.addr,
+            count(shape.processes() - 1, "process", "processes")
+        );
+        let sockets = net::connect_all(&mesh, listener, Duration::from_secs(a.connect_timeout))?;
+        net::start_networking(sockets, p.process, a.workers)?
+    };
+    execute(
+        job,
+        s.physical,
+        s.env,
+        Duration::from_millis(a.epoch_ms),
+        comm,
+    )
+}
+
+/// Run the workers of this process to the end and log the summary.
+fn execute(
+    job: Job,
+    physical: PhysicalPlan,
+    env: Env,
+    epoch: Duration,
+    (builders, others): Networked,
+) -> Result<u8, CliError> {
+    let started = Instant::now();
+    tracing::info!(
+        "running {} with {} in this process; the job has {} in {} of {} slots",
+        count(physical.vertices.len(), "vertex", "vertices"),
+        count(builders.len(), "worker thread", "worker threads"),
+        count(physical.tasks, "task", "tasks"),
+        physical.slots_needed,
+        physical.cluster.slots()
+    );
+    let cfg = RunConfig {
+        physical,
+        env,
+        epoch,
+    };
+    let job = Arc::new(job);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        worker::run(job, cfg, builders, others)
+    }));
+    match result {
+        Ok(Ok(summary)) => {
+            let took = started.elapsed();
+            tracing::info!(
+                records_in = summary.records_in,
+                bad_records = summary.bad_records,
+                "finished in {took:.1?}: {} records read, {} bad records",
+                summary.records_in,
+                summary.bad_records
+            );
+            Ok(0)
+        }
+        Ok(Err(e)) => Err(CliError::failed(e.to_string())),
+        Err(panic) => Err(CliError::failed(panic_error(&logging::panic_message(
+            panic.as_ref(),
+        )))),
+    }
+}
+
+/// The one-line error for a panic that reached the top of a run.
+pub(super) fn panic_error(msg: &str) -> String {
+    let lost = [
+        "Send thread panic",
+        "Recv thread panic",
+        "MergeQueue poisoned",
+        "timely communication error",
+    ];
+    if lost.iter().any(|m| msg.contains(m)) {
+        "lost the connection to another process of the job; see the log above and the other processes' errors".to_string()
+    } else {
+        format!("a thread panicked: {msg}")
+    }
+}
+
+impl From<RuntimeError> for CliError {
+    /// Errors while setting up (before workers run): the user's → exit 2, others → exit 1.
+    fn from(e: RuntimeError) -> Self {
+        match e.domain {
+            crate::error::ErrorDomain::User => CliError::usage(e.to_string()),
+            _ => CliError::failed(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::super::args::{parse, Command as Sub};
+    use super::*;
+
+    #[test]
+    fn child_args_round_trip_through_the_parser() {
+        let argv: Vec<OsString> = [
+            "wc",
+            "run",
+            "--hosts",
+            "my hosts.txt",
+            "--node",
+            "1",
+            "--procs-per-node",
+            "2",
+            "--workers",
+            "3",
+            "--parallelism",
+            "4",
+            "--arg",
+            "input=a b=c",
+            "--arg",
+            "x=-1",
+            "--epoch-ms",
+            "7",
+            "--log-format",
+            "json",
+            "--connect-timeout",
+            "9",
+            "--plan-out",
+            "p.json",
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        let Sub::Run(run) = parse("wordcount", "0", &argv).unwrap().command else {
+            panic!("not run")
+        };
+        assert_eq!(run.hosts.as_deref(), Some(Path::new("my hosts.txt")));
+        assert_eq!(run.args[0], ("input".to_string(), "a b=c".to_string()));
+        let mut child: Vec<OsString> = vec!["wc".into()];
+        child.extend(child_args(&run, 3));
+        let Sub::Process(p) = parse("wordcount", "0", &child).unwrap().command else {
+            panic!("not __process")
+        };
+        assert_eq!(p.process, 3);
+        assert_eq!(
+            p.run,
+            RunArgs {
+                plan_out: None,
+                ..run.clone()
+            }
+        );
+    }
+
+    #[test]
+    fn panics_become_one_line_errors() {
+        assert_eq!(panic_error("boom"), "a thread panicked: boom");
+        assert!(panic_error("Recv thread panic: Any { .. }")
+            .starts_with("lost the connection to another process"));
+    }
+}
