@@ -95,10 +95,12 @@ fn print_error(line: &str) {
 /// The job binary's `main`: parse the command line, run the command, return the exit code.
 /// The `fn main` that `#[weir::job]` generates calls this.
 pub fn main(job: Job, build: BuildInfo) -> ExitCode {
+    logging::install_panic_hook();
     main_with_args(job, build, std::env::args_os().collect())
 }
 
-/// [`main`] with explicit arguments (the first is the program's name), for tests.
+/// [`main`] with explicit arguments (the first is the program's name), for tests. Unlike
+/// `main` it leaves the panic hook alone.
 pub fn main_with_args(job: Job, build: BuildInfo, argv: Vec<OsString>) -> ExitCode {
     let bin = args::bin_name(&argv, &job.plan.name);
     let cli = match args::parse(&job.plan.name, &version_body(&job, &build), &argv) {
@@ -125,7 +127,6 @@ pub fn main_with_args(job: Job, build: BuildInfo, argv: Vec<OsString>) -> ExitCo
     };
     let is_child = matches!(cli.command, Command::Process(_));
     logging::init(format, &job.plan.name, role);
-    logging::install_panic_hook();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(job, cli)));
     match outcome {
         Ok(Ok(code)) => ExitCode::from(code),
