@@ -1,0 +1,535 @@
+//! End-to-end tests of the `wordcount` binary: results in every cluster shape, the plan it
+//! runs, `--version` and static linking, and the CLI's errors.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use weir_runtime::plan::PhysicalPlan;
+use weir_runtime::testing::{
+    assert_all_succeeded, child_pids, elf_interpreter, free_port_block, is_alive, ldd, part_files,
+    read_parts, send_signal, wait_for_children, write_hosts_file, JobBinary, LocalCluster, Shape,
+    TempDir,
+};
+
+fn job() -> JobBinary {
+    JobBinary::new(env!("CARGO_BIN_EXE_wordcount"))
+}
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample.txt")
+}
+
+fn io_args(input: &Path, output: &Path) -> Vec<String> {
+    vec![
+        "--arg".into(),
+        format!("input={}", input.display()),
+        "--arg".into(),
+        format!("output={}", output.display()),
+    ]
+}
+
+/// The expected final counts, computed without weir: split every line on characters that
+/// are not alphanumeric, lower-case the words, count.
+fn expected_counts(text: &str) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for line in text.lines() {
+        for word in line
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            *counts.entry(word.to_lowercase()).or_insert(0u64) += 1;
+        }
+    }
+    counts
+}
+
+/// Check that the records are a valid rolling count — every record is `["word", n]` and the
+/// counts of each word are exactly 1, 2, …, final, each once — and return the final counts.
+fn final_counts(records: &[Value]) -> BTreeMap<String, u64> {
+    let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in records {
+        let (Some(word), Some(count)) = (
+            r.get(0).and_then(Value::as_str),
+            r.get(1).and_then(Value::as_u64),
+        ) else {
+            panic!("not a [\"word\", count] record: {r}")
+        };
+        assert_eq!(
+            r.as_array().map(Vec::len),
+            Some(2),
+            "not a [\"word\", count] record: {r}"
+        );
+        seen.entry(word.to_string()).or_default().push(count);
+    }
+    seen.into_iter()
+        .map(|(word, mut counts)| {
+            counts.sort_unstable();
+            let n = counts.len() as u64;
+            assert!(
+                counts.iter().copied().eq(1..=n),
+                "`{word}`: a rolling count emits 1..={n} once each, got {counts:?}"
+            );
+            (word, n)
+        })
+        .collect()
+}
+
+/// What differs between two count maps (for readable failures).
+fn diff(expected: &BTreeMap<String, u64>, got: &BTreeMap<String, u64>) -> String {
+    let mut lines = Vec::new();
+    for (w, n) in expected {
+        match got.get(w) {
+            None => lines.push(format!("missing `{w}` (expected {n})")),
+            Some(g) if g != n => lines.push(format!("`{w}`: expected {n}, got {g}")),
+            _ => {}
+        }
+    }
+    for (w, g) in got {
+        if !expected.contains_key(w) {
+            lines.push(format!("unexpected `{w}` = {g}"));
+        }
+    }
+    lines.truncate(20);
+    lines.join("\n")
+}
+
+/// The resolved plan `explain` prints for a shape (with optional extra flags).
+fn explain_plan(shape: Shape, extra: &[&str]) -> PhysicalPlan {
+    let mut args = shape.explain_args();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let v = job().explain_json(&args);
+    assert_eq!(v["job"], "wordcount");
+    serde_json::from_value(v["plan"].clone())
+        .unwrap_or_else(|e| panic!("explain's plan is not a PhysicalPlan: {e}\n{v}"))
+}
+
+fn sink_parallelism(plan: &PhysicalPlan) -> usize {
+    let sink = plan
+        .vertices
+        .iter()
+        .find(|v| v.operators.iter().any(|o| o == "counts"));
+    sink.unwrap_or_else(|| panic!("no vertex holds the sink `counts`: {plan:?}"))
+        .parallelism
+}
+
+/// Run the job on `input` in every shape; check each run's output is a valid rolling count
+/// with one part file per sink instance, the same in every shape, and equal to the counts
+/// computed without weir.
+fn check_shapes(job: &JobBinary, input: &Path, shapes: &[Shape]) {
+    let text = std::fs::read_to_string(input)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", input.display()));
+    let expected = expected_counts(&text);
+    assert!(
+        !expected.is_empty(),
+        "the input has no words: the test would prove nothing"
+    );
+    let mut results: Vec<(Shape, BTreeMap<String, u64>)> = Vec::new();
+    for &shape in shapes {
+        let dir = TempDir::new("wordcount");
+        let out = dir.join("out");
+        let runs = job.run_shape(shape, dir.path(), &io_args(input, &out));
+        assert_eq!(runs.len(), shape.cluster_nodes());
+        assert_all_succeeded(&runs);
+        let parts = read_parts(&out);
+        let sinks = sink_parallelism(&explain_plan(shape, &[]));
+        assert_eq!(
+            parts.keys().copied().collect::<Vec<_>>(),
+            (0..sinks).collect::<Vec<_>>(),
+            "{shape}: one part file per sink instance"
+        );
+        let records: Vec<Value> = parts.into_values().flatten().collect();
+        let counts = final_counts(&records);
+        assert!(
+            counts == expected,
+            "{shape}: counts differ from plain Rust's:\n{}",
+            diff(&expected, &counts)
+        );
+        results.push((shape, counts));
+    }
+    for (shape, counts) in &results[1..] {
+        assert!(
+            *counts == results[0].1,
+            "{shape} and {} differ:\n{}",
+            results[0].0,
+            diff(&results[0].1, counts)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Results
+// ---------------------------------------------------------------------------------------
+
+/// The sample gives the same counts in one process of 1 and of 4 workers, 2 processes of 2
+/// workers on one node (one launcher) and on two nodes (two launchers): the counts plain
+/// Rust computes.
+#[test]
+fn sample_counts_are_the_same_in_every_shape_and_match_plain_rust() {
+    check_shapes(
+        &job(),
+        &sample(),
+        &[
+            Shape::single(1),
+            Shape::single(4),
+            Shape::procs(2, 2),
+            Shape::nodes(2, 1, 2),
+        ],
+    );
+}
+
+/// A generated input with more lines than workers, non-ASCII words (whose lower-casing
+/// changes bytes), blank and punctuation-only lines and no final newline: the byte-range
+/// split of the file across source instances must lose and duplicate no line.
+#[test]
+fn generated_unicode_input_gives_the_same_counts_in_every_shape() {
+    let vocab = [
+        "Straße",
+        "STRASSE",
+        "ÉCOLE",
+        "école",
+        "naïve",
+        "日本語",
+        "Ünïcödé",
+        "42",
+        "x7",
+        "Foo-Bar",
+        "it's",
+        "the",
+        "The",
+        "THE",
+        "a",
+        "river",
+        "Río",
+        "Ωmega",
+        "ß",
+    ];
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut text = String::new();
+    for i in 0..1500 {
+        match i % 97 {
+            0 => text.push('\n'),
+            1 => text.push_str(" ... ;; --\n"),
+            _ => {
+                let words: Vec<&str> = (0..1 + next(12))
+                    .map(|_| vocab[next(vocab.len())])
+                    .collect();
+                text.push_str(&words.join([" ", ", ", "; ", "\t", " — "][next(5)]));
+                text.push('\n');
+            }
+        }
+    }
+    text.push_str("last line without a newline Straße");
+    let dir = TempDir::new("wordcount-input");
+    let input = dir.join("generated.txt");
+    std::fs::write(&input, &text).unwrap();
+    // A correct run takes well under a second; records duplicated between processes grow
+    // the output much faster than the input, so fail early rather than fill the disk.
+    let job = job().with_timeout(Duration::from_secs(30));
+    check_shapes(
+        &job,
+        &input,
+        &[
+            Shape::single(1),
+            Shape::single(3),
+            Shape::procs(3, 1),
+            Shape::nodes(2, 2, 1),
+        ],
+    );
+}
+
+/// `run --plan-out` writes the plan explain prints for the same flags, and the run follows
+/// it: `--parallelism 2` on 4 workers gives 2 sink instances, so 2 part files.
+#[test]
+fn run_uses_the_plan_explain_prints() {
+    let dir = TempDir::new("wordcount");
+    let out = dir.join("out");
+    let plan_file = dir.join("plan.json");
+    let mut args = io_args(&sample(), &out);
+    args.extend([
+        "--parallelism".to_string(),
+        "2".into(),
+        "--plan-out".into(),
+        plan_file.display().to_string(),
+    ]);
+    job().run_single(4, &args).assert_success();
+    let written: PhysicalPlan =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    let explained = explain_plan(Shape::single(4), &["--parallelism", "2"]);
+    assert_eq!(written, explained);
+    assert_eq!(written.default_parallelism, 2);
+    assert_eq!(sink_parallelism(&written), 2);
+    assert_eq!(
+        part_files(&out).keys().copied().collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The binary
+// ---------------------------------------------------------------------------------------
+
+/// `--version`: job name and version, weir's version and commit, target, static linking.
+#[test]
+fn version_names_the_job_weir_its_commit_and_static_linking() {
+    let out = job().run(["--version"]);
+    out.assert_success();
+    let text = &out.stdout;
+    assert!(text.starts_with("wordcount "), "{out}");
+    let weir = text
+        .lines()
+        .find(|l| l.starts_with("weir "))
+        .unwrap_or_else(|| panic!("no `weir …` line:\n{out}"));
+    let commit = weir
+        .split("commit ")
+        .nth(1)
+        .map(|c| c.trim_end_matches(')').trim())
+        .unwrap_or_else(|| panic!("no commit on the weir line:\n{out}"));
+    assert!(
+        (7..=40).contains(&commit.len()) && commit.chars().all(|c| c.is_ascii_hexdigit()),
+        "`{commit}` is not a git commit:\n{out}"
+    );
+    assert!(text.contains("x86_64-unknown-linux-gnu"), "{out}");
+    assert!(
+        text.contains("statically linked") && !text.contains("dynamically"),
+        "{out}"
+    );
+}
+
+/// The binary needs no dynamic loader: `ldd` says so, and the ELF file has no PT_INTERP.
+#[test]
+fn binary_is_statically_linked() {
+    let path = job().path().to_path_buf();
+    assert_eq!(
+        elf_interpreter(&path).unwrap(),
+        None,
+        "{} asks for a dynamic loader",
+        path.display()
+    );
+    if let Some(out) = ldd(&path) {
+        let text = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            text.contains("not a dynamic executable") || text.contains("statically linked"),
+            "{out}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn unknown_flag_is_exit_2_with_one_line() {
+    let out = job().run(["run", "--workers", "1", "--frobnicate"]);
+    let line = out.assert_one_line_error(2);
+    assert!(line.contains("--frobnicate"), "{out}");
+}
+
+#[test]
+fn missing_input_argument_is_exit_2_naming_it() {
+    let dir = TempDir::new("wordcount");
+    let out = job().run([
+        "run",
+        "--workers",
+        "1",
+        "--arg",
+        &format!("output={}", dir.join("out").display()),
+    ]);
+    let line = out.assert_one_line_error(2);
+    assert!(line.contains("`input`"), "{out}");
+    assert!(
+        !dir.join("out").exists(),
+        "nothing runs without the argument"
+    );
+}
+
+#[test]
+fn malformed_or_missing_hosts_file_is_exit_2_naming_file_and_line() {
+    let dir = TempDir::new("wordcount");
+    let hosts = dir.join("hosts.txt");
+    std::fs::write(&hosts, "# two nodes\n127.0.0.1:7000\nnode-b:7000\n").unwrap();
+    let mut args: Vec<String> = [
+        "run",
+        "--hosts",
+        &hosts.display().to_string(),
+        "--node",
+        "0",
+        "--workers",
+        "1",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(io_args(&sample(), &dir.join("out")));
+    let out = job().run(&args);
+    let line = out.assert_one_line_error(2);
+    assert!(
+        line.contains(&format!("{}:3", hosts.display())),
+        "the error names the file and line 3:\n{out}"
+    );
+    assert!(line.contains("node-b:7000"), "{out}");
+
+    let missing = dir.join("no-such-hosts.txt");
+    args[2] = missing.display().to_string();
+    let out = job().run(&args);
+    let line = out.assert_one_line_error(2);
+    assert!(line.contains(&missing.display().to_string()), "{out}");
+    assert!(!dir.join("out").exists());
+}
+
+/// A port one of the node's processes should listen on is taken (the first or the second
+/// process's): the launcher refuses to start, exit 2, naming the address.
+#[test]
+fn port_in_use_is_exit_2_naming_the_address() {
+    for local in [0u16, 1] {
+        let dir = TempDir::new("wordcount");
+        let (base, _held) = (0..10)
+            .find_map(|_| {
+                let base = free_port_block(2);
+                TcpListener::bind(("127.0.0.1", base + local))
+                    .ok()
+                    .map(|l| (base, l))
+            })
+            .expect("cannot hold a port");
+        let hosts = dir.join("hosts.txt");
+        write_hosts_file(&hosts, &[format!("127.0.0.1:{base}").parse().unwrap()]);
+        let mut args: Vec<String> = [
+            "run",
+            "--hosts",
+            &hosts.display().to_string(),
+            "--node",
+            "0",
+            "--procs-per-node",
+            "2",
+            "--workers",
+            "1",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(io_args(&sample(), &dir.join("out")));
+        let out = job().run(&args);
+        let line = out.assert_one_line_error(2);
+        assert!(
+            line.contains(&format!("127.0.0.1:{}", base + local)) && line.contains("in use"),
+            "{out}"
+        );
+        assert!(!dir.join("out").exists(), "no process may start");
+    }
+}
+
+/// One node, two processes, an input that does not exist: the processes fail, the launcher
+/// exits 1 naming the failed process, and no part file becomes visible.
+#[test]
+fn failing_process_makes_the_launcher_fail_naming_it() {
+    let dir = TempDir::new("wordcount");
+    let cluster = LocalCluster::new(dir.path(), 1, 2);
+    let out_dir = dir.join("out");
+    let runs = job().run_cluster(
+        &cluster,
+        2,
+        &io_args(&dir.join("does-not-exist.txt"), &out_dir),
+    );
+    let out = &runs[0];
+    assert_eq!(out.code(), Some(1), "{out}");
+    let last = *out.stderr_lines().last().unwrap();
+    let named = (0..2).any(|p| {
+        last.starts_with(&format!(
+            "error: process {p} (node 0, {})",
+            cluster.process_addr(p)
+        ))
+    });
+    assert!(
+        named && last.contains("failed"),
+        "the last line names the failed process:\n{out}"
+    );
+    assert!(
+        out.stderr.contains("does-not-exist.txt"),
+        "the processes' errors reach the launcher's stderr:\n{out}"
+    );
+    if out_dir.exists() {
+        assert!(
+            part_files(&out_dir).is_empty(),
+            "a failed run made part files visible"
+        );
+    }
+}
+
+/// The global process index a job process was started as (`__process --process=K`).
+fn process_index(pid: u32) -> Option<usize> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    args.iter()
+        .find_map(|a| a.strip_prefix("--process="))
+        .and_then(|k| k.parse().ok())
+}
+
+/// Start node 0 of a two-node cluster alone: its processes wait for node 1 and stay up.
+fn start_waiting_node(dir: &TempDir) -> (LocalCluster, weir_runtime::testing::Spawned, Vec<u32>) {
+    let cluster = LocalCluster::new(dir.path(), 2, 2);
+    let mut extra = io_args(&sample(), &dir.join("out"));
+    extra.extend(["--connect-timeout".to_string(), "40".into()]);
+    let launcher = job().spawn_node(&cluster, 0, 1, &extra);
+    let kids = wait_for_children(launcher.pid(), 2, Duration::from_secs(20));
+    assert_eq!(kids.len(), 2, "node 0 starts 2 processes");
+    (cluster, launcher, kids)
+}
+
+/// A process killed by a signal: the launcher stops the other one and exits 1 naming the
+/// killed process and the signal.
+#[test]
+fn killed_process_makes_the_launcher_fail_naming_it() {
+    let dir = TempDir::new("wordcount");
+    let (cluster, launcher, kids) = start_waiting_node(&dir);
+    let victim = kids
+        .iter()
+        .copied()
+        .find(|&k| process_index(k) == Some(1))
+        .expect("no child runs as process 1");
+    let other = kids.iter().copied().find(|&k| k != victim).unwrap();
+    let started = Instant::now();
+    send_signal(victim, 9);
+    let out = launcher.wait(Duration::from_secs(30));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the launcher noticed the death late:\n{out}"
+    );
+    assert_eq!(out.code(), Some(1), "{out}");
+    let last = *out.stderr_lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!(
+            "error: process 1 (node 0, {})",
+            cluster.process_addr(1)
+        )),
+        "{out}"
+    );
+    assert!(last.contains("signal 9"), "{out}");
+    assert!(
+        !is_alive(other),
+        "the launcher left process 0 (pid {other}) running"
+    );
+}
+
+/// SIGTERM to a launcher stops its processes; it exits 128 + 15.
+#[test]
+fn sigterm_stops_the_launcher_and_its_processes() {
+    let dir = TempDir::new("wordcount");
+    let (_cluster, launcher, kids) = start_waiting_node(&dir);
+    let pid = launcher.pid();
+    send_signal(pid, 15);
+    let out = launcher.wait(Duration::from_secs(30));
+    assert_eq!(out.code(), Some(143), "{out}");
+    for k in kids {
+        assert!(!is_alive(k), "process pid {k} survived its launcher");
+    }
+    assert!(child_pids(pid).is_empty());
+}
