@@ -221,6 +221,8 @@ where
                     self.buffers[t].push(m);
                     if self.buffers[t].len() >= BATCH {
                         Message::push_at(&mut self.buffers[t], stamp.clone(), &mut pushers[t]);
+                        // A network pusher hands the (serialized) container back full.
+                        self.buffers[t].clear();
                     }
                 }
                 _ => {
@@ -235,6 +237,7 @@ where
         for (b, p) in self.buffers.iter_mut().zip(pushers.iter_mut()) {
             if !b.is_empty() {
                 Message::push_at(b, stamp.clone(), p);
+                b.clear();
             }
         }
     }
