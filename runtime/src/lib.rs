@@ -17,6 +17,8 @@ pub mod sinks;
 pub mod sources;
 pub mod testing;
 pub mod time;
+pub mod watermarks;
+pub mod windows;
 pub mod vertex;
 pub mod worker;
 
@@ -36,5 +38,9 @@ pub mod prelude {
     pub use crate::key::Key;
     pub use crate::sinks::{DiscardSink, FileSink, Guarantee, Sink, SinkWriter, StdoutSink};
     pub use crate::sources::{BadRecordPolicy, FileSource, Generator, Source, SourceReader};
+    pub use crate::time::{Session, Sliding, Tumbling, Window, WindowAssigner};
+    pub use crate::watermarks::{BoundedOutOfOrderness, Custom, Monotonous, Punctuated, WatermarkGenerator, WatermarkStrategy};
+    pub use crate::windows::Aggregator;
+    pub use std::time::Duration;
     pub use serde::{Deserialize, Serialize};
 }

@@ -1,4 +1,4 @@
-//! Event time: watermark strategies and window assigners, with Flink's exact semantics.
+//! Event time: windows and window assigners, with Flink's exact semantics.
 //!
 //! - Event time is `i64` milliseconds since the Unix epoch.
 //! - Bounded out-of-orderness emits `max_seen − bound − 1` (Flink's
@@ -156,76 +156,77 @@ impl WindowAssigner {
     }
 }
 
+/// Tumbling event-time windows: `Tumbling::minutes(5)`, `Tumbling::of(duration)`.
+pub struct Tumbling;
+
+impl Tumbling {
+    /// Windows of `size`.
+    pub fn of(size: Duration) -> WindowAssigner {
+        WindowAssigner::tumbling(size)
+    }
+    /// Windows of `n` milliseconds.
+    pub fn millis(n: u64) -> WindowAssigner {
+        Self::of(Duration::from_millis(n))
+    }
+    /// Windows of `n` seconds.
+    pub fn seconds(n: u64) -> WindowAssigner {
+        Self::of(Duration::from_secs(n))
+    }
+    /// Windows of `n` minutes.
+    pub fn minutes(n: u64) -> WindowAssigner {
+        Self::of(Duration::from_secs(n * 60))
+    }
+}
+
+/// Sliding event-time windows: `Sliding::seconds(10, 2)` (size, slide).
+pub struct Sliding;
+
+impl Sliding {
+    /// Windows of `size` starting every `slide`.
+    pub fn of(size: Duration, slide: Duration) -> WindowAssigner {
+        WindowAssigner::sliding(size, slide)
+    }
+    /// Sizes in milliseconds.
+    pub fn millis(size: u64, slide: u64) -> WindowAssigner {
+        Self::of(Duration::from_millis(size), Duration::from_millis(slide))
+    }
+    /// Sizes in seconds.
+    pub fn seconds(size: u64, slide: u64) -> WindowAssigner {
+        Self::of(Duration::from_secs(size), Duration::from_secs(slide))
+    }
+    /// Sizes in minutes.
+    pub fn minutes(size: u64, slide: u64) -> WindowAssigner {
+        Self::of(Duration::from_secs(size * 60), Duration::from_secs(slide * 60))
+    }
+}
+
+/// Event-time session windows: `Session::minutes(30)` (the inactivity gap).
+pub struct Session;
+
+impl Session {
+    /// Sessions closed by a gap of `gap`.
+    pub fn with_gap(gap: Duration) -> WindowAssigner {
+        WindowAssigner::session(gap)
+    }
+    /// Gap in milliseconds.
+    pub fn millis(n: u64) -> WindowAssigner {
+        Self::with_gap(Duration::from_millis(n))
+    }
+    /// Gap in seconds.
+    pub fn seconds(n: u64) -> WindowAssigner {
+        Self::with_gap(Duration::from_secs(n))
+    }
+    /// Gap in minutes.
+    pub fn minutes(n: u64) -> WindowAssigner {
+        Self::with_gap(Duration::from_secs(n * 60))
+    }
+}
+
 fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 {
         a.abs()
     } else {
         gcd(b, a % b)
-    }
-}
-
-/// Watermark generation for one source (or assigner) instance.
-#[derive(Debug, Clone)]
-pub enum WatermarkStrategy {
-    /// `max_seen − bound − 1`.
-    BoundedOutOfOrderness {
-        /// Largest expected disorder in ms.
-        bound: i64,
-        /// Idle after this long without records (ms).
-        idleness: Option<u64>,
-    },
-}
-
-impl WatermarkStrategy {
-    /// Records arrive at most `bound` out of order.
-    pub fn bounded_out_of_orderness(bound: Duration) -> Self {
-        WatermarkStrategy::BoundedOutOfOrderness { bound: millis(bound), idleness: None }
-    }
-    /// Timestamps never decrease (bounded out-of-orderness with bound 0).
-    pub fn monotonous() -> Self {
-        WatermarkStrategy::BoundedOutOfOrderness { bound: 0, idleness: None }
-    }
-    /// An instance without records for `timeout` is idle and does not hold the watermark back.
-    pub fn with_idleness(self, timeout: Duration) -> Self {
-        match self {
-            WatermarkStrategy::BoundedOutOfOrderness { bound, .. } => {
-                WatermarkStrategy::BoundedOutOfOrderness { bound, idleness: Some(timeout.as_millis() as u64) }
-            }
-        }
-    }
-}
-
-/// The running state of a [`WatermarkStrategy`] on one instance.
-#[derive(Debug, Clone)]
-pub struct WatermarkGenerator {
-    bound: i64,
-    max_seen: Option<EventTime>,
-    emitted: Option<EventTime>,
-}
-
-impl WatermarkGenerator {
-    /// Start generating for `strategy`.
-    pub fn new(strategy: &WatermarkStrategy) -> Self {
-        match strategy {
-            WatermarkStrategy::BoundedOutOfOrderness { bound, .. } => WatermarkGenerator { bound: *bound, max_seen: None, emitted: None },
-        }
-    }
-    /// Observe a record's timestamp.
-    #[inline]
-    pub fn observe(&mut self, ts: EventTime) {
-        if self.max_seen.is_none_or(|m| ts > m) {
-            self.max_seen = Some(ts);
-        }
-    }
-    /// The watermark to emit now, if it advanced since the last one.
-    pub fn poll(&mut self) -> Option<EventTime> {
-        let wm = self.max_seen?.saturating_sub(self.bound).saturating_sub(1);
-        if self.emitted.is_none_or(|e| wm > e) {
-            self.emitted = Some(wm);
-            Some(wm)
-        } else {
-            None
-        }
     }
 }
 
@@ -261,18 +262,6 @@ mod tests {
         assert_eq!(odd.pane(5), Some(Window { start: 4, end: 6 }));
         assert_eq!(odd.windows_ending_in(&Window { start: 4, end: 6 }), None);
         assert_eq!(odd.windows_ending_in(&Window { start: 6, end: 8 }), Some(Window { start: -2, end: 8 }));
-    }
-
-    #[test]
-    fn bounded_out_of_orderness_is_max_minus_bound_minus_one() {
-        let mut g = WatermarkGenerator::new(&WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(200)));
-        assert_eq!(g.poll(), None);
-        g.observe(1000);
-        assert_eq!(g.poll(), Some(799));
-        g.observe(900);
-        assert_eq!(g.poll(), None);
-        g.observe(1500);
-        assert_eq!(g.poll(), Some(1299));
     }
 
     #[test]

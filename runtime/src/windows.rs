@@ -1,0 +1,477 @@
+//! Keyed event-time windows: tumbling, sliding (by panes) and session windows with a
+//! reduce, aggregate or process-window function, allowed lateness and late data.
+//!
+//! Semantics are Flink's: a window `[start, end)` fires when the watermark reaches
+//! `end − 1`; a record is late for a window when `end − 1 + allowed_lateness ≤ watermark`;
+//! a record late for all its windows goes to the late-data output; a late record within the
+//! allowed lateness updates its window, which fires again at once with the new result.
+//! Results carry the window's `end − 1` as event time.
+//!
+//! Sliding windows keep one partial result per *pane* (`gcd(size, slide)` long): each
+//! record is added to exactly one pane, and a firing window combines its panes — no copy of
+//! a record per window.
+
+use crate::data::{EventTime, Witness, NO_TIMESTAMP};
+use crate::error::Result;
+use crate::key::Key;
+use crate::time::{window_start, Window, WindowAssigner};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+/// Incremental aggregation with an accumulator (Flink's `AggregateFunction`).
+pub trait Aggregator<T>: 'static {
+    /// The running state of one window.
+    type Acc: Clone + 'static;
+    /// What the window emits.
+    type Out;
+    /// A fresh accumulator.
+    fn create_accumulator(&self) -> Self::Acc;
+    /// Add one record.
+    fn add(&self, acc: Self::Acc, value: T) -> Self::Acc;
+    /// Combine two accumulators (panes of a sliding window, merged sessions).
+    fn merge(&self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
+    /// The window's result.
+    fn result(&self, acc: Self::Acc) -> Self::Out;
+}
+
+/// What a window operator does with a window's records.
+pub trait WindowFunction<K, T>: 'static {
+    /// Per-pane (or per-session) state.
+    type Acc: Clone + 'static;
+    /// Output records.
+    type Out;
+    /// Add a record to the state.
+    fn add(&mut self, acc: Option<Self::Acc>, value: T) -> Self::Acc;
+    /// Combine two states.
+    fn merge(&mut self, a: Self::Acc, b: &Self::Acc) -> Self::Acc;
+    /// Emit the window's result(s).
+    fn emit<O: FnMut(EventTime, Self::Out) -> Result<()>>(&mut self, key: &K, window: Window, acc: Self::Acc, out: &mut O) -> Result<()>;
+}
+
+/// `window(...).reduce(f)`.
+pub struct ReduceFn<F>(F);
+
+impl<K, T: Clone + 'static, F: FnMut(T, T) -> T + 'static> WindowFunction<K, T> for ReduceFn<F> {
+    type Acc = T;
+    type Out = T;
+    #[inline]
+    fn add(&mut self, acc: Option<T>, value: T) -> T {
+        match acc {
+            Some(a) => (self.0)(a, value),
+            None => value,
+        }
+    }
+    fn merge(&mut self, a: T, b: &T) -> T {
+        (self.0)(a, b.clone())
+    }
+    fn emit<O: FnMut(EventTime, T) -> Result<()>>(&mut self, _: &K, w: Window, acc: T, out: &mut O) -> Result<()> {
+        out(w.max_timestamp(), acc)
+    }
+}
+
+/// `window(...).aggregate(aggregator)`.
+pub struct AggregateFn<A>(A);
+
+impl<K, T, A: Aggregator<T>> WindowFunction<K, T> for AggregateFn<A> {
+    type Acc = A::Acc;
+    type Out = A::Out;
+    #[inline]
+    fn add(&mut self, acc: Option<A::Acc>, value: T) -> A::Acc {
+        let acc = acc.unwrap_or_else(|| self.0.create_accumulator());
+        self.0.add(acc, value)
+    }
+    fn merge(&mut self, a: A::Acc, b: &A::Acc) -> A::Acc {
+        self.0.merge(a, b.clone())
+    }
+    fn emit<O: FnMut(EventTime, A::Out) -> Result<()>>(&mut self, _: &K, w: Window, acc: A::Acc, out: &mut O) -> Result<()> {
+        out(w.max_timestamp(), self.0.result(acc))
+    }
+}
+
+/// `window(...).process(|key, window, records| outputs)`: sees every record of the window.
+pub struct ProcessFn<F>(F);
+
+impl<K, T: Clone + 'static, I: IntoIterator, F: FnMut(&K, Window, Vec<T>) -> I + 'static> WindowFunction<K, T> for ProcessFn<F> {
+    type Acc = Vec<T>;
+    type Out = I::Item;
+    #[inline]
+    fn add(&mut self, acc: Option<Vec<T>>, value: T) -> Vec<T> {
+        let mut v = acc.unwrap_or_default();
+        v.push(value);
+        v
+    }
+    fn merge(&mut self, mut a: Vec<T>, b: &Vec<T>) -> Vec<T> {
+        a.extend(b.iter().cloned());
+        a
+    }
+    fn emit<O: FnMut(EventTime, I::Item) -> Result<()>>(&mut self, key: &K, w: Window, acc: Vec<T>, out: &mut O) -> Result<()> {
+        for o in (self.0)(key, w, acc) {
+            out(w.max_timestamp(), o)?;
+        }
+        Ok(())
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A keyed window operator instance.
+pub struct WindowOp<K, T, KF, WF: WindowFunction<K, T>> {
+    key: KF,
+    assigner: WindowAssigner,
+    lateness: i64,
+    func: WF,
+    watermark: EventTime,
+    /// Non-merging windows: per key, pane start → state.
+    panes: HashMap<K, BTreeMap<EventTime, WF::Acc>>,
+    /// Sessions: per key, the live windows.
+    sessions: HashMap<K, Vec<(Window, WF::Acc)>>,
+    /// Windows to fire: max timestamp → keys.
+    fire: BTreeMap<EventTime, HashSet<K>>,
+    /// State to drop: time → keys.
+    cleanup: BTreeMap<EventTime, HashSet<K>>,
+    scratch: Vec<Window>,
+    dropped_late: u64,
+    _t: std::marker::PhantomData<fn(T)>,
+}
+
+fn new_op<K, T, KF, WF: WindowFunction<K, T>>(key: KF, assigner: WindowAssigner, lateness: Duration, func: WF) -> WindowOp<K, T, KF, WF> {
+    WindowOp {
+        key,
+        assigner,
+        lateness: millis(lateness),
+        func,
+        watermark: EventTime::MIN,
+        panes: HashMap::new(),
+        sessions: HashMap::new(),
+        fire: BTreeMap::new(),
+        cleanup: BTreeMap::new(),
+        scratch: Vec::new(),
+        dropped_late: 0,
+        _t: std::marker::PhantomData,
+    }
+}
+
+/// `window(a).allowed_lateness(l).reduce(f)` for generated code.
+pub fn window_reduce<T, K, KF, F>(_: Witness<T>, key: &KF, assigner: WindowAssigner, lateness: Duration, f: F) -> (WindowOp<K, T, KF, ReduceFn<F>>, Witness<T>)
+where
+    T: Clone + 'static,
+    K: Key,
+    KF: Fn(&T) -> K + Clone,
+    F: FnMut(T, T) -> T + 'static,
+{
+    (new_op(key.clone(), assigner, lateness, ReduceFn(f)), Witness::new())
+}
+
+/// `window(a).allowed_lateness(l).aggregate(agg)` for generated code.
+pub fn window_aggregate<T, K, KF, A>(_: Witness<T>, key: &KF, assigner: WindowAssigner, lateness: Duration, agg: A) -> (WindowOp<K, T, KF, AggregateFn<A>>, Witness<A::Out>)
+where
+    K: Key,
+    KF: Fn(&T) -> K + Clone,
+    A: Aggregator<T>,
+{
+    (new_op(key.clone(), assigner, lateness, AggregateFn(agg)), Witness::new())
+}
+
+/// `window(a).allowed_lateness(l).process(f)` for generated code.
+pub fn window_process<T, K, KF, I, F>(_: Witness<T>, key: &KF, assigner: WindowAssigner, lateness: Duration, f: F) -> (WindowOp<K, T, KF, ProcessFn<F>>, Witness<I::Item>)
+where
+    T: Clone + 'static,
+    K: Key,
+    KF: Fn(&T) -> K + Clone,
+    I: IntoIterator,
+    F: FnMut(&K, Window, Vec<T>) -> I + 'static,
+{
+    (new_op(key.clone(), assigner, lateness, ProcessFn(f)), Witness::new())
+}
+
+impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF> {
+    fn is_late(&self, w: &Window) -> bool {
+        w.max_timestamp().saturating_add(self.lateness) <= self.watermark
+    }
+
+    /// Records dropped because they were late beyond the allowed lateness and no late-data
+    /// output was read.
+    pub fn dropped_late(&self) -> u64 {
+        self.dropped_late
+    }
+
+    /// Add a record; fires windows that are already past the watermark (late updates),
+    /// sends records late for all their windows to `late`.
+    pub fn on_record<O, L>(&mut self, ts: EventTime, record: T, out: &mut O, late: &mut L) -> Result<()>
+    where
+        O: FnMut(EventTime, WF::Out) -> Result<()>,
+        L: FnMut(EventTime, T) -> Result<()>,
+    {
+        if ts == NO_TIMESTAMP {
+            self.dropped_late += 1;
+            return late(ts, record);
+        }
+        if self.assigner.is_merging() {
+            return self.on_session_record(ts, record, out, late);
+        }
+        let mut windows = std::mem::take(&mut self.scratch);
+        self.assigner.assign(ts, &mut windows);
+        if windows.iter().all(|w| self.is_late(w)) {
+            self.scratch = windows;
+            return late(ts, record);
+        }
+        let Some(pane) = self.assigner.pane(ts) else {
+            self.scratch = windows;
+            return Ok(());
+        };
+        let k = (self.key)(&record);
+        let panes = self.panes.entry(k.clone()).or_default();
+        let acc = panes.remove(&pane.start);
+        panes.insert(pane.start, self.func.add(acc, record));
+        // The pane can go once the last window containing it is past lateness.
+        let last_end = windows.iter().map(|w| w.end).max().unwrap_or(pane.end);
+        self.cleanup.entry((last_end - 1).saturating_add(self.lateness)).or_default().insert(k.clone());
+        for w in windows.iter().copied() {
+            if self.is_late(&w) {
+                continue;
+            }
+            if w.max_timestamp() <= self.watermark {
+                // Late but within the allowed lateness: fire again with the update.
+                self.fire_window(&k, w, out)?;
+            } else {
+                self.fire.entry(w.max_timestamp()).or_default().insert(k.clone());
+            }
+        }
+        self.scratch = windows;
+        Ok(())
+    }
+
+    fn fire_window<O: FnMut(EventTime, WF::Out) -> Result<()>>(&mut self, k: &K, w: Window, out: &mut O) -> Result<()> {
+        let Some(panes) = self.panes.get(k) else { return Ok(()) };
+        let mut acc: Option<WF::Acc> = None;
+        for (_, p) in panes.range(w.start..w.end) {
+            acc = Some(match acc {
+                None => p.clone(),
+                Some(a) => self.func.merge(a, p),
+            });
+        }
+        match acc {
+            Some(a) => self.func.emit(k, w, a, out),
+            None => Ok(()),
+        }
+    }
+
+    fn on_session_record<O, L>(&mut self, ts: EventTime, record: T, out: &mut O, late: &mut L) -> Result<()>
+    where
+        O: FnMut(EventTime, WF::Out) -> Result<()>,
+        L: FnMut(EventTime, T) -> Result<()>,
+    {
+        let WindowAssigner::Session { gap } = self.assigner else { return Ok(()) };
+        let k = (self.key)(&record);
+        let mut merged = Window { start: ts, end: ts.saturating_add(gap) };
+        let windows = self.sessions.entry(k.clone()).or_default();
+        let mut acc: Option<WF::Acc> = None;
+        let mut i = 0;
+        while i < windows.len() {
+            if windows[i].0.intersects(&merged) {
+                let (w, a) = windows.swap_remove(i);
+                merged = merged.cover(&w);
+                acc = Some(match acc {
+                    None => a,
+                    Some(x) => self.func.merge(x, &a),
+                });
+            } else {
+                i += 1;
+            }
+        }
+        let late_window = merged.max_timestamp().saturating_add(self.lateness) <= self.watermark;
+        if late_window {
+            // Put the merged state back untouched; the record is late.
+            if let Some(a) = acc {
+                windows.push((merged, a));
+            }
+            return late(ts, record);
+        }
+        let acc = self.func.add(acc, record);
+        windows.push((merged, acc));
+        self.cleanup.entry(merged.max_timestamp().saturating_add(self.lateness)).or_default().insert(k.clone());
+        if merged.max_timestamp() <= self.watermark {
+            self.fire_session(&k, merged, out)?;
+        } else {
+            self.fire.entry(merged.max_timestamp()).or_default().insert(k);
+        }
+        Ok(())
+    }
+
+    fn fire_session<O: FnMut(EventTime, WF::Out) -> Result<()>>(&mut self, k: &K, w: Window, out: &mut O) -> Result<()> {
+        let Some(acc) = self.sessions.get(k).and_then(|ws| ws.iter().find(|(x, _)| *x == w)).map(|(_, a)| a.clone()) else { return Ok(()) };
+        self.func.emit(k, w, acc, out)
+    }
+
+    /// The input watermark advanced: fire every window it passed, drop expired state.
+    pub fn on_watermark<O: FnMut(EventTime, WF::Out) -> Result<()>>(&mut self, wm: EventTime, out: &mut O) -> Result<()> {
+        if wm <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = wm;
+        while let Some(entry) = self.fire.first_entry() {
+            if *entry.key() > wm {
+                break;
+            }
+            let (t, keys) = entry.remove_entry();
+            let mut keys: Vec<K> = keys.into_iter().collect();
+            // Deterministic order within one firing time.
+            keys.sort_by_key(|k| k.key_hash());
+            for k in keys {
+                match self.assigner {
+                    WindowAssigner::Session { .. } => {
+                        let ws: Vec<Window> = self.sessions.get(&k).map(|ws| ws.iter().map(|(w, _)| *w).filter(|w| w.max_timestamp() == t).collect()).unwrap_or_default();
+                        for w in ws {
+                            self.fire_session(&k, w, out)?;
+                        }
+                    }
+                    WindowAssigner::Tumbling { size, .. } | WindowAssigner::Sliding { size, .. } => {
+                        let end = t.saturating_add(1);
+                        self.fire_window(&k, Window { start: end - size, end }, out)?;
+                    }
+                }
+            }
+        }
+        while let Some(entry) = self.cleanup.first_entry() {
+            if *entry.key() > wm {
+                break;
+            }
+            let (_, keys) = entry.remove_entry();
+            for k in keys {
+                self.purge(&k);
+            }
+        }
+        Ok(())
+    }
+
+    fn purge(&mut self, k: &K) {
+        let wm = self.watermark;
+        let lateness = self.lateness;
+        match self.assigner {
+            WindowAssigner::Session { .. } => {
+                if let Some(ws) = self.sessions.get_mut(k) {
+                    ws.retain(|(w, _)| w.max_timestamp().saturating_add(lateness) > wm);
+                    if ws.is_empty() {
+                        self.sessions.remove(k);
+                    }
+                }
+            }
+            WindowAssigner::Tumbling { size, offset } | WindowAssigner::Sliding { size, slide: _, offset } => {
+                let slide = match self.assigner {
+                    WindowAssigner::Sliding { slide, .. } => slide,
+                    _ => size,
+                };
+                if let Some(panes) = self.panes.get_mut(k) {
+                    // A pane starting at s is in windows up to the one starting at
+                    // window_start(s, offset, slide), which ends `size` later.
+                    panes.retain(|&s, _| (window_start(s, offset, slide) + size - 1).saturating_add(lateness) > wm);
+                    if panes.is_empty() {
+                        self.panes.remove(k);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Windows with state (for tests and metrics).
+    pub fn live_keys(&self) -> usize {
+        self.panes.len() + self.sessions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    type Out = Vec<(EventTime, (u32, i64))>;
+
+    fn run(assigner: WindowAssigner, lateness: u64, events: &[Result<(i64, u32, i64), i64>]) -> (Out, Vec<(u32, i64)>) {
+        let kf = |r: &(u32, i64)| r.0;
+        let (mut op, _) = window_reduce(Witness::<(u32, i64)>::new(), &kf, assigner, Duration::from_millis(lateness), |a: (u32, i64), b: (u32, i64)| (a.0, a.1 + b.1));
+        let mut out = Vec::new();
+        let mut late = Vec::new();
+        for e in events {
+            match *e {
+                Ok((ts, k, v)) => op
+                    .on_record(
+                        ts,
+                        (k, v),
+                        &mut |t, r| {
+                            out.push((t, r));
+                            Ok(())
+                        },
+                        &mut |_, r| {
+                            late.push(r);
+                            Ok(())
+                        },
+                    )
+                    .unwrap(),
+                Err(wm) => op
+                    .on_watermark(wm, &mut |t, r| {
+                        out.push((t, r));
+                        Ok(())
+                    })
+                    .unwrap(),
+            }
+        }
+        (out, late)
+    }
+
+    #[test]
+    fn tumbling_fires_at_end_minus_one_and_handles_lateness() {
+        let t = WindowAssigner::tumbling(Duration::from_millis(10));
+        let (out, late) = run(
+            t,
+            5,
+            &[
+                Ok((1, 1, 1)),
+                Ok((9, 1, 2)),
+                Ok((12, 1, 4)),
+                Err(8), // not yet
+                Err(9), // [0,10) fires: 3
+                Ok((3, 1, 10)), // late, within lateness (9 + 5 > 9): fires again: 13
+                Err(14), // 9 + 5 <= 14: [0,10) expired
+                Ok((4, 1, 100)), // beyond lateness: late output
+                Err(19), // [10,20) fires: 4
+            ],
+        );
+        assert_eq!(out, vec![(9, (1, 3)), (9, (1, 13)), (19, (1, 4))]);
+        assert_eq!(late, vec![(1, 100)]);
+    }
+
+    #[test]
+    fn sliding_windows_combine_panes() {
+        let s = WindowAssigner::sliding(Duration::from_millis(10), Duration::from_millis(5));
+        let (out, _) = run(s, 0, &[Ok((1, 1, 1)), Ok((6, 1, 2)), Ok((11, 1, 4)), Err(100)]);
+        // Windows [-5,5) [0,10) [5,15) [10,20)
+        assert_eq!(out, vec![(4, (1, 1)), (9, (1, 3)), (14, (1, 6)), (19, (1, 4))]);
+    }
+
+    #[test]
+    fn sessions_merge_and_fire_after_gap() {
+        let s = WindowAssigner::session(Duration::from_millis(10));
+        let (out, late) = run(s, 0, &[Ok((0, 1, 1)), Ok((5, 1, 2)), Ok((30, 1, 4)), Ok((14, 1, 8)), Err(24), Err(100), Ok((1, 1, 1))]);
+        // [0,10)+[5,15)+[14,24) merge into [0,24); [30,40) alone.
+        assert_eq!(out, vec![(23, (1, 11)), (39, (1, 4))]);
+        assert_eq!(late, vec![(1, 1)]);
+    }
+
+    #[test]
+    fn state_is_dropped_after_lateness() {
+        let t = WindowAssigner::tumbling(Duration::from_millis(10));
+        let kf = |r: &(u32, i64)| r.0;
+        let (mut op, _) = window_reduce(Witness::<(u32, i64)>::new(), &kf, t, Duration::from_millis(5), |a: (u32, i64), b: (u32, i64)| (a.0, a.1 + b.1));
+        let mut sink = |_: EventTime, _: (u32, i64)| Ok(());
+        let mut late = |_: EventTime, _: (u32, i64)| Ok(());
+        for k in 0..100 {
+            op.on_record(3, (k, 1), &mut sink, &mut late).unwrap();
+        }
+        op.on_watermark(9, &mut sink).unwrap();
+        assert_eq!(op.live_keys(), 100);
+        op.on_watermark(14, &mut sink).unwrap();
+        assert_eq!(op.live_keys(), 0);
+    }
+}
