@@ -31,7 +31,9 @@ pub mod prelude {
 pub mod __private {
     pub use weir_runtime::cli;
     pub use weir_runtime::serde;
-    pub use weir_runtime::data::{Epoch, Witness};
+    pub use weir_runtime::data::{Epoch, EventTime, Witness};
+    pub use weir_runtime::watermarks::{watermarks, Mark};
+    pub use weir_runtime::windows::{drop_late, window_aggregate, window_process, window_reduce};
     pub use weir_runtime::job::{Env, Job, JobMeta};
     pub use weir_runtime::sinks::SinkWriter;
     pub use weir_runtime::timely::dataflow::Scope;

@@ -94,7 +94,38 @@ struct VertexGen<'a> {
 
 impl VertexGen<'_> {
     fn children(&self, op: usize) -> Vec<usize> {
-        self.g.ops[op].outputs.iter().filter(|&&e| self.c.chained_edge[e]).map(|&e| self.g.edges[e].to).collect()
+        self.g.ops[op].outputs.iter().filter(|&&e| self.c.chained_edge[e]).map(|&e| self.g.edges[e].to).filter(|&c| self.g.ops[c].kind != OpKind::LateData).collect()
+    }
+
+    fn late_child(&self, op: usize) -> Option<usize> {
+        self.g.ops[op].outputs.iter().filter(|&&e| self.c.chained_edge[e]).map(|&e| self.g.edges[e].to).find(|&c| self.g.ops[c].kind == OpKind::LateData)
+    }
+
+    /// Port indices fed by `op` or anything chained below it.
+    fn ports_below(&self, op: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut stack = vec![op];
+        while let Some(x) = stack.pop() {
+            if let Some(p) = self.ports.iter().position(|&p| p == x) {
+                out.push(p);
+            }
+            stack.extend(self.g.ops[x].outputs.iter().filter(|&&e| self.c.chained_edge[e]).map(|&e| self.g.edges[e].to));
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Emit an assigner's mark `m` to every port below `op`.
+    fn marks(&self, op: usize, m: TokenStream) -> TokenStream {
+        let ports: Vec<syn::Index> = self.ports_below(op).into_iter().map(syn::Index::from).collect();
+        quote!(#(__ports.#ports.mark(__inst, #m);)*)
+    }
+
+    /// The main continuation of a window operator: a closure over its result.
+    fn window_main(&self, op: usize) -> TokenStream {
+        let rv = r(op);
+        let rest = self.after(op);
+        quote!(&mut |__ts: ::weir::__private::EventTime, #rv| { #rest ::core::result::Result::Ok(()) })
     }
 
     /// Code run with the output of `op` bound to `__r{op}`.
@@ -134,7 +165,23 @@ impl VertexGen<'_> {
                 let kwv = kw(op);
                 quote_spanned!(span=> ::weir::__private::SinkWriter::write(&mut #kwv, #input)?;)
             }
-            OpKind::Source => quote!(),
+            OpKind::Watermarks => {
+                let m = self.marks(op, quote!(__m));
+                quote_spanned!(span=> let #rv = #input; let __ts = #fv.stamp(&#rv); #rest if let ::core::option::Option::Some(__m) = #fv.take_event_mark() { #m })
+            }
+            OpKind::Window => {
+                let main = self.window_main(op);
+                let late = match self.late_child(op) {
+                    Some(l) => {
+                        let lr = r(l);
+                        let rest = self.after(l);
+                        quote!(&mut |__ts: ::weir::__private::EventTime, #lr| { #rest ::core::result::Result::Ok(()) })
+                    }
+                    None => quote!(&mut ::weir::__private::drop_late),
+                };
+                quote_spanned!(span=> #fv.on_record(__ts, #input, #main, #late)?;)
+            }
+            OpKind::Source | OpKind::LateData => quote!(),
         }
     }
 }
@@ -207,6 +254,8 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
     let mut opens = TokenStream::new();
     let mut epoch_hooks = TokenStream::new();
     let mut end_hooks = TokenStream::new();
+    let mut flush_hooks = TokenStream::new();
+    let mut watermark_hooks = TokenStream::new();
     for &op in ops {
         let o = &g.ops[op];
         let span = o.span;
@@ -225,6 +274,39 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
             OpKind::Reduce => {
                 out.extend(quote_spanned!(span=> let (mut #fv, #wv) = ::weir::__private::reduce(#inw, &#key_v, #arg);));
             }
+            OpKind::Watermarks => {
+                let extract = o.arg2.as_ref();
+                out.extend(quote_spanned!(span=> let (mut #fv, #wv) = ::weir::__private::watermarks(#inw, #arg, #extract);));
+                let m = vg.marks(op, quote!(#fv.end()));
+                let mwm = vg.marks(op, quote!(::weir::__private::Mark::Watermark(__wm)));
+                let flush = vg.marks(op, quote!(__m));
+                flush_hooks.extend(quote!(if let ::core::option::Option::Some(__m) = #fv.flush() { #flush }));
+                end_hooks.extend(quote!(#m));
+                // Upstream watermarks stop at an assigner, except the end of input.
+                watermark_hooks.extend(quote!(if __wm == ::weir::__private::EventTime::MAX { #mwm }));
+            }
+            OpKind::Window => {
+                let Some(ws) = &o.window else { continue };
+                let assigner = &ws.assigner;
+                let lateness = match &ws.lateness {
+                    Some(l) => quote!(#l),
+                    None => quote!(::core::time::Duration::ZERO),
+                };
+                let ctor = match ws.func {
+                    crate::lower::WinFn::Reduce => quote!(window_reduce),
+                    crate::lower::WinFn::Aggregate => quote!(window_aggregate),
+                    crate::lower::WinFn::Process => quote!(window_process),
+                };
+                out.extend(quote_spanned!(span=> let (mut #fv, #wv) = ::weir::__private::#ctor(#inw, &#key_v, #assigner, #lateness, #arg);));
+                let main = vg.window_main(op);
+                watermark_hooks.extend(quote_spanned!(span=> #fv.on_watermark(__wm, #main)?;));
+                let read = vg.late_child(op).is_some();
+                end_hooks.extend(quote!(#fv.finish(#name, #read);));
+            }
+            OpKind::LateData => {
+                // Late records are the window's input records; the window is the head.
+                out.extend(quote!(let #wv = #input_w;));
+            }
             OpKind::Sink => {
                 let (kv, kwv) = (k(op), kw(op));
                 out.extend(quote_spanned!(span=> let #kv = #arg; let #wv = #inw;));
@@ -237,9 +319,15 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
 
     let ports_v = format_ident!("__ports{}", vid);
     let pw_v = format_ident!("__pw{}", vid);
-    let port_exprs: Vec<TokenStream> = vg.ports.iter().map(|&p| {
+    // Ports below a watermark assigner carry the assigner's watermarks.
+    let own: Vec<usize> = ops.iter().filter(|&&o| g.ops[o].kind == OpKind::Watermarks).flat_map(|&o| vg.ports_below(o)).collect();
+    let port_exprs: Vec<TokenStream> = vg.ports.iter().enumerate().map(|(i, &p)| {
         let wv = w(p);
-        quote!(::weir::__private::Port::new(#wv),)
+        if own.contains(&i) {
+            quote!(::weir::__private::Port::new(#wv).own_watermarks(),)
+        } else {
+            quote!(::weir::__private::Port::new(#wv),)
+        }
     }).collect();
     let stream_pats: Vec<TokenStream> = vg.ports.iter().map(|&p| {
         let sv = s(p);
@@ -261,10 +349,13 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
     let chain_in = if head.kind == OpKind::Source { w(head_id) } else { input_w.clone() };
     let ctor = quote! {
         move |__vctx: &::weir::__private::VertexCtx| {
+            let __inst = __vctx.instance;
             #opens
             ::core::result::Result::Ok(::weir::__private::chain(#chain_in, #pw_v, move |__ev, __ports| {
                 match __ev {
                     #rec_arm
+                    ::weir::__private::Event::Watermark(__wm) => { #watermark_hooks }
+                    ::weir::__private::Event::Flush => { #flush_hooks }
                     ::weir::__private::Event::EpochDone(__e) => { #epoch_hooks }
                     ::weir::__private::Event::End => { #end_hooks }
                 }

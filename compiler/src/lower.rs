@@ -23,6 +23,30 @@ pub struct KeyBy {
     pub span: Span,
 }
 
+/// What a window operator does with a window's records.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum WinFn {
+    /// `.reduce(f)`
+    Reduce,
+    /// `.aggregate(a)`
+    Aggregate,
+    /// `.process(f)`
+    Process,
+}
+
+/// A window operator's settings.
+pub struct WindowSpec {
+    /// The assigner expression (`Tumbling::minutes(5)`).
+    pub assigner: Expr,
+    /// `allowed_lateness(d)`.
+    pub lateness: Option<Expr>,
+    /// The window function kind.
+    pub func: WinFn,
+    /// Span of `window`.
+    #[allow(dead_code)]
+    pub span: Span,
+}
+
 /// A logical operator with everything the user wrote about it.
 pub struct Op {
     /// Index in `Graph::ops`.
@@ -33,6 +57,12 @@ pub struct Op {
     pub span: Span,
     /// The user's argument (closure, source or sink expression).
     pub arg: Option<Expr>,
+    /// A second argument (the timestamp extractor of `watermarks`).
+    pub arg2: Option<Expr>,
+    /// For window operators.
+    pub window: Option<WindowSpec>,
+    /// Whether this window operator is `window_all` (parallelism 1).
+    pub window_all: bool,
     /// `name("...")`.
     pub name: Option<(String, Span)>,
     /// The final, unique name.
@@ -101,10 +131,21 @@ pub struct Graph {
 struct StreamVal {
     producers: Vec<usize>,
     key: Option<usize>,
+    /// Whether every record has an event time and watermarks flow (a `watermarks` upstream).
+    watermarked: bool,
+}
+
+struct WindowedVal {
+    stream: StreamVal,
+    assigner: Expr,
+    lateness: Option<Expr>,
+    span: Span,
+    all: bool,
 }
 
 enum Value {
     Stream(StreamVal),
+    Windowed(WindowedVal),
     /// Ended in a sink.
     Sunk,
 }
@@ -321,6 +362,9 @@ impl<'a> Lowerer<'a> {
                         }
                     };
                     let value = self.chain(&init.expr);
+                    if let Some(Value::Windowed(w)) = &value {
+                        self.cx.error(w.span, "a windowed stream needs its window function before it can be bound: `.window(...).reduce(...)`");
+                    }
                     if let Some(Value::Stream(val)) = value {
                         self.finish_vars(Some(&ident.to_string()));
                         self.vars.insert(ident.to_string(), StreamVar { val, span: ident.span(), used: false });
@@ -332,7 +376,7 @@ impl<'a> Lowerer<'a> {
             }
             Stmt::Expr(e, _) => {
                 if self.is_stream_expr(e) {
-                    if let Some(Value::Stream(_)) = self.chain(e) {
+                    if let Some(Value::Stream(_) | Value::Windowed(_)) = self.chain(e) {
                         let (_, calls) = flatten(e);
                         let span = calls.last().map(|c| c.method.span()).unwrap_or(e.span());
                         self.cx.error(span, "this stream goes nowhere: end it with `.sink(...)`, or bind it with `let` and use it");
@@ -413,6 +457,9 @@ impl<'a> Lowerer<'a> {
             kind,
             span: mc.method.span(),
             arg,
+            arg2: None,
+            window: None,
+            window_all: false,
             name: None,
             resolved_name: String::new(),
             parallelism: None,
@@ -450,7 +497,7 @@ impl<'a> Lowerer<'a> {
             let arg = self.user_arg(mc, "the source, such as `FileSource::text_lines(path)`")?;
             let id = self.new_op(OpKind::Source, mc, Some(arg));
             last_op = Some(id);
-            cur = Value::Stream(StreamVal { producers: vec![id], key: None });
+            cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: false });
         } else {
             let name = root_id.to_string();
             let var = self.vars.get_mut(&name)?;
@@ -475,8 +522,57 @@ impl<'a> Lowerer<'a> {
                 }
                 continue;
             }
+            if method == ALLOWED_LATENESS {
+                match &mut cur {
+                    Value::Windowed(w) => {
+                        if mc.args.len() != 1 {
+                            self.cx.error(span, "`allowed_lateness` takes one `Duration`, such as `allowed_lateness(Duration::from_secs(60))`");
+                        } else if w.lateness.is_some() {
+                            self.cx.error(span, "`allowed_lateness` is set twice on this window: keep one");
+                        } else {
+                            let e = mc.args[0].clone();
+                            self.plain_expr(&e);
+                            w.lateness = Some(e);
+                        }
+                    }
+                    _ => self.cx.error(span, "`allowed_lateness` applies to a window: `.window(...).allowed_lateness(d).reduce(...)`"),
+                }
+                continue;
+            }
+            if let Value::Windowed(w) = &cur {
+                let func = match method.as_str() {
+                    REDUCE => WinFn::Reduce,
+                    AGGREGATE => WinFn::Aggregate,
+                    PROCESS => WinFn::Process,
+                    _ => {
+                        self.cx.error(span, format!("after `.window(...)` comes the window function: `.reduce(f)`, `.aggregate(aggregator)` or `.process(f)`, not `.{method}(...)`"));
+                        return None;
+                    }
+                };
+                let what = match func {
+                    WinFn::Reduce => "a closure combining two records",
+                    WinFn::Aggregate => "an `Aggregator`",
+                    WinFn::Process => "a closure `|key, window, records| outputs`",
+                };
+                let arg = self.user_arg(mc, what)?;
+                let id = self.new_op(OpKind::Window, mc, Some(arg));
+                let stream = w.stream.clone();
+                let lateness = w.lateness.as_ref().map(|l| format!(", allowed lateness {}", describe(l))).unwrap_or_default();
+                let detail = format!("{}{lateness}, {method} {}", describe(&w.assigner), self.graph.ops[id].detail);
+                self.graph.ops[id].detail = detail;
+                self.graph.ops[id].window = Some(WindowSpec { assigner: w.assigner.clone(), lateness: w.lateness.clone(), func, span: w.span });
+                if w.all {
+                    self.graph.ops[id].parallelism = Some((1, w.span));
+                    self.graph.ops[id].window_all = true;
+                }
+                self.connect(&stream, id);
+                last_op = Some(id);
+                cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: stream.watermarked });
+                continue;
+            }
             let stream = match &cur {
                 Value::Stream(s) => s.clone(),
+                Value::Windowed(_) => return None,
                 Value::Sunk => {
                     self.cx.error(span, format!("`.{method}(...)` cannot follow `.sink(...)`: a sink ends the stream; only settings such as `.parallelism(n)` or `.name(\"...\")` may follow it"));
                     return None;
@@ -493,14 +589,75 @@ impl<'a> Lowerer<'a> {
                     let id = self.new_op(kind, mc, Some(arg));
                     self.connect(&stream, id);
                     last_op = Some(id);
-                    cur = Value::Stream(StreamVal { producers: vec![id], key: None });
+                    cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: stream.watermarked });
+                }
+                WATERMARKS => {
+                    if mc.args.len() != 2 {
+                        self.cx.error(span, "`watermarks` takes a strategy and a timestamp extractor: `.watermarks(BoundedOutOfOrderness::seconds(5), |r| r.event_time)`");
+                        return None;
+                    }
+                    let (strategy, extract) = (mc.args[0].clone(), mc.args[1].clone());
+                    self.plain_expr(&strategy);
+                    self.plain_expr(&extract);
+                    let id = self.new_op(OpKind::Watermarks, mc, Some(strategy));
+                    self.graph.ops[id].detail = format!("{}, timestamps {}", self.graph.ops[id].detail, describe(&extract));
+                    self.graph.ops[id].arg2 = Some(extract);
+                    self.connect(&stream, id);
+                    last_op = Some(id);
+                    cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: true });
+                }
+                WINDOW | WINDOW_ALL => {
+                    let all = method == WINDOW_ALL;
+                    let arg = self.user_arg(mc, "a window assigner such as `Tumbling::minutes(5)`")?;
+                    check_window_size(&arg, self.cx);
+                    let mut stream = stream;
+                    if all {
+                        if stream.key.is_some() {
+                            self.cx.error(span, "`window_all` windows the whole stream; on a keyed stream use `.window(...)`");
+                        }
+                        let k = self.graph.keys.len();
+                        self.graph.keys.push(KeyBy { expr: syn::parse_quote_spanned!(span=> |_| ()), span });
+                        stream.key = Some(k);
+                    } else if stream.key.is_none() {
+                        self.cx.error(span, "`window` needs a keyed stream: call `.key_by(|r| ...)` before it, or use `.window_all(...)` for the whole stream");
+                    }
+                    if !stream.watermarked {
+                        self.cx.error(
+                            span,
+                            "event-time windows need watermarks: add `.watermarks(BoundedOutOfOrderness::seconds(5), |r| r.event_time)` upstream, after the source",
+                        );
+                    }
+                    last_op = None;
+                    cur = Value::Windowed(WindowedVal { stream, assigner: arg, lateness: None, span, all });
+                }
+                LATE_DATA => {
+                    if !mc.args.is_empty() {
+                        self.cx.error(mc.args.span(), "`late_data()` takes no arguments");
+                    }
+                    let window_op = match stream.producers.as_slice() {
+                        [p] if self.graph.ops[*p].kind == OpKind::Window => Some(*p),
+                        _ => None,
+                    };
+                    let Some(w) = window_op else {
+                        self.cx.error(span, "`late_data()` reads the records a window dropped as late, but this stream does not come straight from a window function (`.window(...).reduce(...)` and friends): nothing writes this side output");
+                        return None;
+                    };
+                    let id = self.new_op(OpKind::LateData, mc, None);
+                    self.graph.ops[id].detail = format!("side output: records later than the allowed lateness of `{}`", self.graph.ops[w].location);
+                    self.connect(&StreamVal { producers: vec![w], key: None, watermarked: stream.watermarked }, id);
+                    last_op = Some(id);
+                    cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: stream.watermarked });
+                }
+                AGGREGATE | PROCESS => {
+                    self.cx.error(span, format!("`{method}` is a window function: call `.window(...)` (or `.window_all(...)`) before it"));
+                    return None;
                 }
                 KEY_BY => {
                     let arg = self.user_arg(mc, "a key selector closure such as `|r| r.id`")?;
                     let k = self.graph.keys.len();
                     self.graph.keys.push(KeyBy { expr: arg, span });
                     last_op = None;
-                    cur = Value::Stream(StreamVal { producers: stream.producers, key: Some(k) });
+                    cur = Value::Stream(StreamVal { producers: stream.producers, key: Some(k), watermarked: stream.watermarked });
                 }
                 REDUCE => {
                     let arg = self.user_arg(mc, "a closure combining two values, such as `|a, b| a + b`")?;
@@ -510,26 +667,31 @@ impl<'a> Lowerer<'a> {
                     let id = self.new_op(OpKind::Reduce, mc, Some(arg));
                     self.connect(&stream, id);
                     last_op = Some(id);
-                    cur = Value::Stream(StreamVal { producers: vec![id], key: None });
+                    cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: stream.watermarked });
                 }
                 UNION => {
                     if mc.args.is_empty() {
                         self.cx.error(span, "`union` takes one or more streams: `a.union(b)`");
                     }
                     let mut producers = stream.producers;
+                    let mut watermarked = stream.watermarked;
                     for a in &mc.args {
                         if !self.is_stream_expr(a) {
                             self.cx.error(a.span(), "`union` takes streams: a stream variable or a chain starting with `env.source(...)`");
                             continue;
                         }
                         match self.chain(a) {
-                            Some(Value::Stream(s)) => producers.extend(s.producers),
+                            Some(Value::Stream(s)) => {
+                                watermarked &= s.watermarked;
+                                producers.extend(s.producers)
+                            }
+                            Some(Value::Windowed(_)) => self.cx.error(a.span(), "this chain ends in `.window(...)` without a window function"),
                             Some(Value::Sunk) => self.cx.error(a.span(), "this chain ends in a sink, so it has no stream to union"),
                             None => {}
                         }
                     }
                     last_op = None;
-                    cur = Value::Stream(StreamVal { producers, key: None });
+                    cur = Value::Stream(StreamVal { producers, key: None, watermarked });
                 }
                 SINK => {
                     let arg = self.user_arg(mc, "the sink, such as `FileSink::json_lines(dir)`")?;
@@ -572,6 +734,7 @@ impl<'a> Lowerer<'a> {
                     _ => None,
                 };
                 match lit {
+                    _ if o.window_all => cx.error(span, "`window_all` gathers the whole stream in one instance: its parallelism is always 1"),
                     None => cx.error(
                         mc.args.first().map(|a| a.span()).unwrap_or(span),
                         "`parallelism` takes an integer literal, such as `parallelism(4)`: chaining and placement are decided at compile time. To size a job at launch, leave `parallelism` out and pass `run --parallelism N`",
@@ -627,6 +790,31 @@ impl<'a> Lowerer<'a> {
             _ => {}
         }
     }
+}
+
+/// A window of size zero, a slide of zero or a session gap of zero never closes: reject
+/// literal zeros in the assigner (`Tumbling::seconds(0)`, `Duration::from_secs(0)`,
+/// `Duration::ZERO`).
+fn check_window_size(assigner: &Expr, cx: &Diagnostics) {
+    struct Zeros<'a>(&'a Diagnostics);
+    impl<'ast> Visit<'ast> for Zeros<'_> {
+        fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
+            for a in &c.args {
+                if let Expr::Lit(syn::ExprLit { lit: Lit::Int(i), .. }) = a {
+                    if i.base10_parse::<u64>().ok() == Some(0) {
+                        self.0.error(i.span(), "a window size, slide or session gap of zero never closes a window: use a positive duration");
+                    }
+                }
+            }
+            syn::visit::visit_expr_call(self, c);
+        }
+        fn visit_expr_path(&mut self, p: &'ast syn::ExprPath) {
+            if p.path.segments.last().is_some_and(|s| s.ident == "ZERO") {
+                self.0.error(p.span(), "a window size, slide or session gap of zero never closes a window: use a positive duration");
+            }
+        }
+    }
+    Zeros(cx).visit_expr(assigner);
 }
 
 fn describe_kind(e: &Expr) -> &'static str {

@@ -58,6 +58,12 @@ pub enum OpKind {
     Reduce,
     /// Consumes records.
     Sink,
+    /// Assigns event timestamps and generates watermarks.
+    Watermarks,
+    /// A keyed event-time window with its window function.
+    Window,
+    /// The late records of a window operator.
+    LateData,
 }
 
 impl OpKind {
@@ -70,11 +76,14 @@ impl OpKind {
             OpKind::FlatMap => "flat_map",
             OpKind::Reduce => "reduce",
             OpKind::Sink => "sink",
+            OpKind::Watermarks => "watermarks",
+            OpKind::Window => "window",
+            OpKind::LateData => "late_data",
         }
     }
     /// Whether the operator keeps keyed state (and so must run after `key_by`).
     pub fn is_keyed(self) -> bool {
-        matches!(self, OpKind::Reduce)
+        matches!(self, OpKind::Reduce | OpKind::Window)
     }
 }
 

@@ -28,16 +28,30 @@ pub const START_NEW_CHAIN: &str = "start_new_chain";
 pub const CHAIN_WITH_PREVIOUS: &str = "chain_with_previous";
 /// `.slot_sharing_group("...")`
 pub const SLOT_SHARING_GROUP: &str = "slot_sharing_group";
+/// `.watermarks(strategy, |r| ts)`
+pub const WATERMARKS: &str = "watermarks";
+/// `.window(assigner)`
+pub const WINDOW: &str = "window";
+/// `.window_all(assigner)`
+pub const WINDOW_ALL: &str = "window_all";
+/// `.allowed_lateness(duration)` on a windowed stream
+pub const ALLOWED_LATENESS: &str = "allowed_lateness";
+/// `.aggregate(aggregator)` on a windowed stream
+pub const AGGREGATE: &str = "aggregate";
+/// `.process(f)` on a windowed stream
+pub const PROCESS: &str = "process";
+/// `.late_data()` on a window's result
+pub const LATE_DATA: &str = "late_data";
 /// `env.arg("name")`
 pub const ARG: &str = "arg";
 /// `env.arg_or("name", default)`
 pub const ARG_OR: &str = "arg_or";
 
 /// Stream operators.
-pub const OPERATORS: &[&str] = &[SOURCE, MAP, FILTER, FLAT_MAP, KEY_BY, REDUCE, UNION, SINK];
+pub const OPERATORS: &[&str] = &[SOURCE, MAP, FILTER, FLAT_MAP, KEY_BY, REDUCE, UNION, SINK, WATERMARKS, WINDOW, WINDOW_ALL, AGGREGATE, PROCESS, LATE_DATA];
 /// Operator settings.
 pub const SETTINGS: &[&str] = &[PARALLELISM, NAME, DISABLE_CHAINING, START_NEW_CHAIN, CHAIN_WITH_PREVIOUS, SLOT_SHARING_GROUP];
 /// Everything a chain may call, for "did you mean".
 pub const ALL_METHODS: &[&str] = &[
-    SOURCE, MAP, FILTER, FLAT_MAP, KEY_BY, REDUCE, UNION, SINK, PARALLELISM, NAME, DISABLE_CHAINING, START_NEW_CHAIN, CHAIN_WITH_PREVIOUS, SLOT_SHARING_GROUP,
+    SOURCE, MAP, FILTER, FLAT_MAP, KEY_BY, REDUCE, UNION, SINK, WATERMARKS, WINDOW, WINDOW_ALL, ALLOWED_LATENESS, AGGREGATE, PROCESS, LATE_DATA, PARALLELISM, NAME, DISABLE_CHAINING, START_NEW_CHAIN, CHAIN_WITH_PREVIOUS, SLOT_SHARING_GROUP,
 ];

@@ -8,6 +8,7 @@ use crate::symbol::*;
 /// Run every rule; also resolves slot sharing groups (inheritance) on the way.
 pub fn check(g: &mut Graph, cx: &Diagnostics) {
     check_duplicate_names(g, cx);
+    check_late_data_settings(g, cx);
     resolve_groups(g);
     check_chain_with_previous(g, cx);
 }
@@ -20,6 +21,24 @@ fn check_duplicate_names(g: &Graph, cx: &Diagnostics) {
         if let Some(first) = g.ops[..i].iter().find(|p| p.name.as_ref().is_some_and(|(n, _)| n == name)) {
             cx.error(*span, format!("duplicate operator name `{name}` (first used at {}): operator names identify state and must be unique", first.location));
         }
+    }
+}
+
+// The late-data output of a window runs inside the window's instances: it takes the
+// window's parallelism and group and cannot be moved or split off.
+fn check_late_data_settings(g: &mut Graph, cx: &Diagnostics) {
+    for i in 0..g.ops.len() {
+        if g.ops[i].kind != OpKind::LateData {
+            continue;
+        }
+        let o = &g.ops[i];
+        for span in [o.parallelism.map(|p| p.1), o.group.as_ref().map(|g| g.1), o.disable_chaining, o.start_new_chain].into_iter().flatten() {
+            cx.error(span, "`late_data()` runs inside its window's instances: set parallelism, slot sharing group and chaining on the window function, not here");
+        }
+        let Some(&e) = g.ops[i].inputs.first() else { continue };
+        let w = g.edges[e].from;
+        g.ops[i].parallelism = g.ops[w].parallelism;
+        g.ops[i].group = g.ops[w].group.clone();
     }
 }
 
@@ -44,6 +63,9 @@ fn resolve_groups(g: &mut Graph) {
 /// Why operator `to` cannot chain to its single predecessor, if it cannot.
 pub fn chain_blocker(g: &Graph, to: usize) -> Option<String> {
     let o = &g.ops[to];
+    if o.kind == OpKind::LateData {
+        return None; // always part of its window's vertex
+    }
     let [e] = o.inputs.as_slice() else {
         return Some(format!("it has {} inputs (only an operator with one input chains)", o.inputs.len()));
     };

@@ -36,7 +36,7 @@ pub mod prelude {
     pub use crate::data::{Data, EventTime};
     pub use crate::job::Env;
     pub use crate::key::Key;
-    pub use crate::sinks::{DiscardSink, FileSink, Guarantee, Sink, SinkWriter, StdoutSink};
+    pub use crate::sinks::{CollectSink, DiscardSink, FileSink, Guarantee, Sink, SinkWriter, StdoutSink};
     pub use crate::sources::{BadRecordPolicy, FileSource, Generator, Source, SourceReader};
     pub use crate::time::{Session, Sliding, Tumbling, Window, WindowAssigner};
     pub use crate::watermarks::{BoundedOutOfOrderness, Custom, Monotonous, Punctuated, WatermarkGenerator, WatermarkStrategy};

@@ -40,6 +40,11 @@ const SOURCE_BUDGET: usize = 4096;
 pub enum Event<T> {
     /// A record and its event time.
     Rec(EventTime, T),
+    /// The vertex instance's input watermark advanced (the minimum over its upstream
+    /// instances); window operators fire. Forwarded downstream after the chain saw it.
+    Watermark(EventTime),
+    /// A batch of input was processed: watermark assigners emit what they generated.
+    Flush,
     /// Every record of epochs up to and including this one has been processed.
     EpochDone(Epoch),
     /// The input has ended for good.
@@ -65,12 +70,27 @@ pub struct VertexCtx {
 pub struct Port<T: Data> {
     buf: Vec<Msg<T>>,
     out: Option<Output<Epoch, Vec<Msg<T>>>>,
+    own_watermarks: bool,
 }
 
 impl<T: Data> Port<T> {
     /// A port for records of the witnessed type.
     pub fn new(_: Witness<T>) -> Self {
-        Port { buf: Vec::new(), out: None }
+        Port { buf: Vec::new(), out: None, own_watermarks: false }
+    }
+    /// A port downstream of a watermark assigner in its chain: it carries the assigner's
+    /// watermarks, not the vertex's input watermark.
+    pub fn own_watermarks(mut self) -> Self {
+        self.own_watermarks = true;
+        self
+    }
+    /// Emit an assigner's watermark or idleness marker, as instance `from`.
+    pub fn mark(&mut self, from: usize, mark: crate::watermarks::Mark) {
+        let from = from as u32;
+        self.buf.push(match mark {
+            crate::watermarks::Mark::Watermark(wm) => Msg::Watermark { from, wm },
+            crate::watermarks::Mark::Idle => Msg::Idle { from },
+        });
     }
     /// Emit a record.
     #[inline(always)]
@@ -148,7 +168,7 @@ macro_rules! ports_tuple {
             }
             fn broadcast(&mut self, m: &Msg<()>) {
                 if let Some(m) = retype(m) {
-                    $(self.$i.push_msg(lift(m.clone()));)+
+                    $(if !self.$i.own_watermarks { self.$i.push_msg(lift(m.clone())); })+
                 }
             }
             fn count(&self) -> usize { $n }
@@ -327,12 +347,19 @@ impl WatermarkTracker {
             return None;
         }
         let active = self.inputs.values().filter(|(_, idle)| !idle).map(|(wm, _)| *wm).min();
-        match active {
-            Some(wm) if self.current.is_none_or(|c| wm > c) => {
+        // All inputs idle: advance to the largest watermark any of them reached (Flink's
+        // StatusWatermarkValve does the same), then report idleness.
+        let all_idle_max = || self.inputs.values().map(|(wm, _)| *wm).max();
+        let candidate = match active {
+            Some(wm) => Some(wm),
+            None => all_idle_max(),
+        };
+        match candidate {
+            Some(wm) if wm > EventTime::MIN && self.current.is_none_or(|c| wm > c) => {
                 self.current = Some(wm);
                 Some(Msg::Watermark { from: 0, wm })
             }
-            None if self.current.is_some() || self.inputs.values().all(|(_, i)| *i) => Some(Msg::Idle { from: 0 }),
+            _ if active.is_none() => Some(Msg::Idle { from: 0 }),
             _ => None,
         }
     }
@@ -396,6 +423,7 @@ where
 
     // Open the instance's reader and chain on the hosting worker only.
     let mut state = None;
+    let source_instance = instance.unwrap_or(0);
     if let Some(i) = instance {
         let vctx = vertex_ctx(ctx, spec.id, i);
         let sctx = SourceContext { job: vctx.job.clone(), operator: op_name.to_string(), instance: i, parallelism: vctx.parallelism };
@@ -434,6 +462,11 @@ where
                 }
             });
             stats.records_in.fetch_add(n, Ordering::Relaxed);
+            if err.is_none() {
+                if let Err(e) = logic(Event::Flush, &mut ports) {
+                    err = Some(e);
+                }
+            }
             ports.flush(cs);
             let polled = match (polled, err) {
                 (Err(e), _) | (_, Some(e)) => {
@@ -453,6 +486,9 @@ where
                     if bad > 0 {
                         tracing::warn!(operator = %op_name, bad_records = bad, "source skipped malformed records");
                     }
+                    // End of input: the final watermark fires every remaining window downstream
+                    // (Flink's end-of-input Long.MAX_VALUE).
+                    ports.broadcast(&Msg::Watermark { from: source_instance as u32, wm: EventTime::MAX });
                     let r = logic(Event::EpochDone(*cs[0].time()), &mut ports).and_then(|_| logic(Event::End, &mut ports));
                     ports.flush(cs);
                     if let Err(e) = r {
@@ -548,10 +584,16 @@ where
                             }
                             other => {
                                 if let Some(w) = tracker.observe(port, &other) {
+                                    if let (Msg::Watermark { wm, .. }, true) = (&w, result.is_ok()) {
+                                        result = logic(Event::Watermark(*wm), &mut ports);
+                                    }
                                     ports.broadcast(&restamp(w, *instance));
                                 }
                             }
                         }
+                    }
+                    if result.is_ok() {
+                        result = logic(Event::Flush, &mut ports);
                     }
                     ports.flush(std::slice::from_ref(&cap));
                 });
@@ -571,10 +613,16 @@ where
                         }
                         other => {
                             if let Some(w) = tracker.observe(port, &other) {
+                                if let (Msg::Watermark { wm, .. }, true) = (&w, result.is_ok()) {
+                                    result = logic(Event::Watermark(*wm), &mut ports);
+                                }
                                 ports.broadcast(&restamp(w, *instance));
                             }
                         }
                     }
+                }
+                if result.is_ok() {
+                    result = logic(Event::Flush, &mut ports);
                 }
                 ports.flush(&caps);
             }
@@ -705,6 +753,11 @@ mod tests {
         assert_eq!(t.observe(0, &Msg::<()>::Watermark { from: 1, wm: 5 }), Some(Msg::Watermark { from: 0, wm: 5 }));
         assert_eq!(t.observe(0, &Msg::<()>::Watermark { from: 1, wm: 20 }), Some(Msg::Watermark { from: 0, wm: 10 }));
         assert_eq!(t.observe(0, &Msg::<()>::Idle { from: 0 }), Some(Msg::Watermark { from: 0, wm: 20 }));
+        // All idle: the largest watermark any input reached.
+        let mut t = WatermarkTracker::new(2);
+        assert_eq!(t.observe(0, &Msg::<()>::Watermark { from: 0, wm: 30 }), None);
+        assert_eq!(t.observe(0, &Msg::<()>::Idle { from: 0 }), None);
+        assert_eq!(t.observe(0, &Msg::<()>::Idle { from: 1 }), Some(Msg::Watermark { from: 0, wm: 30 }));
     }
 
     #[test]

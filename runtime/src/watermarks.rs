@@ -240,6 +240,19 @@ impl<T, G: WatermarkGenerator<T>, E: FnMut(&T) -> EventTime> Assigner<T, G, E> {
         ts
     }
 
+    /// Right after the record that produced it: a punctuated watermark, if one is due
+    /// (emitted after the record, as in Flink).
+    #[inline]
+    pub fn take_event_mark(&mut self) -> Option<Mark> {
+        let wm = self.pending.take()?;
+        if self.emitted.is_none_or(|e| wm > e) {
+            self.emitted = Some(wm);
+            Some(Mark::Watermark(wm))
+        } else {
+            None
+        }
+    }
+
     /// After a batch: the watermark or idleness marker to emit, if any.
     pub fn flush(&mut self) -> Option<Mark> {
         let was_idle = self.idle;
@@ -298,10 +311,12 @@ mod tests {
     fn punctuated_emits_what_the_function_says() {
         let (mut a, _) = watermarks(Witness::<(i64, bool)>::new(), Punctuated::new(|r: &(i64, bool), ts| r.1.then_some(ts)), |r: &(i64, bool)| r.0);
         a.stamp(&(10, false));
-        assert_eq!(a.flush(), None);
+        assert_eq!(a.take_event_mark(), None);
         a.stamp(&(20, true));
+        assert_eq!(a.take_event_mark(), Some(Mark::Watermark(20)));
         a.stamp(&(30, false));
-        assert_eq!(a.flush(), Some(Mark::Watermark(20)));
+        assert_eq!(a.take_event_mark(), None);
+        assert_eq!(a.flush(), None);
     }
 
     #[test]

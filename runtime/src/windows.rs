@@ -153,6 +153,11 @@ fn new_op<K, T, KF, WF: WindowFunction<K, T>>(key: KF, assigner: WindowAssigner,
     }
 }
 
+/// The late-data handler of a window whose `late_data()` nobody reads.
+pub fn drop_late<T>(_: EventTime, _: T) -> Result<()> {
+    Ok(())
+}
+
 /// `window(a).allowed_lateness(l).reduce(f)` for generated code.
 pub fn window_reduce<T, K, KF, F>(_: Witness<T>, key: &KF, assigner: WindowAssigner, lateness: Duration, f: F) -> (WindowOp<K, T, KF, ReduceFn<F>>, Witness<T>)
 where
@@ -191,8 +196,7 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
         w.max_timestamp().saturating_add(self.lateness) <= self.watermark
     }
 
-    /// Records dropped because they were late beyond the allowed lateness and no late-data
-    /// output was read.
+    /// Records late beyond the allowed lateness (sent to the late-data output, or dropped).
     pub fn dropped_late(&self) -> u64 {
         self.dropped_late
     }
@@ -215,6 +219,7 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
         self.assigner.assign(ts, &mut windows);
         if windows.iter().all(|w| self.is_late(w)) {
             self.scratch = windows;
+            self.dropped_late += 1;
             return late(ts, record);
         }
         let Some(pane) = self.assigner.pane(ts) else {
@@ -287,6 +292,7 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
             if let Some(a) = acc {
                 windows.push((merged, a));
             }
+            self.dropped_late += 1;
             return late(ts, record);
         }
         let acc = self.func.add(acc, record);
@@ -372,6 +378,14 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
                     }
                 }
             }
+        }
+    }
+
+    /// End of input: say how many late records were dropped, if no `late_data()` output
+    /// read them (Flink drops them silently; weir says so).
+    pub fn finish(&self, operator: &str, late_output_read: bool) {
+        if self.dropped_late > 0 && !late_output_read {
+            tracing::warn!(operator, dropped = self.dropped_late, "window dropped records that arrived later than its allowed lateness; read them with `.late_data()`");
         }
     }
 

@@ -1,9 +1,11 @@
 //! Sinks: where records go. Each sink instance writes its own share.
 
+mod collect;
 mod discard;
 mod file;
 mod stdout;
 
+pub use collect::{CollectSink, CollectWriter};
 pub use discard::{DiscardSink, DiscardWriter};
 pub use file::{FileSink, FileSinkWriter};
 pub use stdout::{StdoutDebug, StdoutJson, StdoutSink, StdoutWriter};

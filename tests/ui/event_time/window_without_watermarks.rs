@@ -1,0 +1,10 @@
+use weir::prelude::*;
+
+#[weir::job]
+fn pipeline(env: &mut Env) {
+    env.source(Generator::bounded(10, |i| (i % 3, i)))
+        .key_by(|r| r.0)
+        .window(Tumbling::seconds(10))
+        .reduce(|a, b| (a.0, a.1 + b.1))
+        .sink(DiscardSink::new());
+}
