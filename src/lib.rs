@@ -2,7 +2,7 @@
 //! `#[weir::job]`; `cargo build --release` validates, chains and places it and produces one
 //! static binary that runs on one worker or on many processes across nodes.
 //!
-//! ```ignore
+//! ```no_run
 //! use weir::prelude::*;
 //!
 //! #[weir::job(name = "wordcount")]

@@ -5,7 +5,7 @@ use proc_macro::TokenStream;
 
 /// Compile a pipeline function into a weir job: its dataflow, its plan and `fn main`.
 ///
-/// ```ignore
+/// ```text
 /// #[weir::job(name = "wordcount", parallelism = 2)]
 /// fn pipeline(env: &mut Env) {
 ///     env.source(FileSource::text_lines(env.arg("input")))
@@ -23,7 +23,7 @@ pub fn job(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Make a struct or enum usable as a record: derives `Clone`, `Debug`, `Serialize` and
 /// `Deserialize` (through weir's serde, so the job crate needs no serde dependency).
 ///
-/// ```ignore
+/// ```text
 /// #[weir::record]
 /// struct Order { customer_id: u64, amount: f64 }
 /// ```

@@ -9,7 +9,7 @@ use std::sync::Arc;
 /// counts of all its instances are also added to a shared counter (at every completed epoch
 /// and at close).
 ///
-/// ```ignore
+/// ```text
 /// stream.sink(DiscardSink::new())
 /// ```
 #[derive(Debug, Clone, Default)]

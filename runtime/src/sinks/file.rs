@@ -40,7 +40,7 @@ impl Format {
 /// file is never visible under the final name (the sources skip hidden files). A previous
 /// run's part file of the same name is replaced.
 ///
-/// ```ignore
+/// ```text
 /// stream.sink(FileSink::json_lines(env.arg("output")))
 /// ```
 #[derive(Debug, Clone)]

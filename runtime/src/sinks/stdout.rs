@@ -21,7 +21,7 @@ pub struct StdoutDebug;
 /// A sink printing each record on its own line of standard output. Lines of different
 /// instances never mix, but their order across instances is arbitrary.
 ///
-/// ```ignore
+/// ```text
 /// stream.sink(StdoutSink::json())
 /// stream.sink(StdoutSink::debug())
 /// ```

@@ -44,7 +44,7 @@ impl FileFormat {
 /// ranges, one per instance; each line is read by the instance whose range holds its first
 /// byte. Malformed lines follow the [`BadRecordPolicy`] (default: skip and count).
 ///
-/// ```ignore
+/// ```text
 /// env.source(FileSource::json_lines::<Order>(env.arg("input")))
 /// env.source(FileSource::csv::<Trade>("data/trades").on_bad_record(BadRecordPolicy::Fail))
 /// ```

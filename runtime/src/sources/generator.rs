@@ -15,7 +15,7 @@ use std::time::Instant;
 /// the instances together generate every index exactly once (like the Nexmark generator's
 /// offset and step).
 ///
-/// ```ignore
+/// ```text
 /// env.source(Generator::bounded(1_000_000, |i| Order { id: i, amount: (i % 100) as f64 }))
 /// env.source(Generator::unbounded(|i| i).rate(5000.0))
 /// ```
