@@ -231,8 +231,10 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
     let vg = VertexGen { g, c, ports };
     let mut out = TokenStream::new();
     let ordered = ops.iter().any(|&o| g.ops[o].kind.is_keyed());
+    // Processing-time windows are written with the `*ProcessingTime` assigners.
+    let ticks = ops.iter().any(|&o| g.ops[o].window.as_ref().is_some_and(|w| crate::lower::is_processing_time(&w.assigner)));
     let head_id = head.id;
-    let spec = quote!(::weir::__private::VertexSpec { id: #vid, head: #head_id, ordered: #ordered });
+    let spec = quote!(::weir::__private::VertexSpec { id: #vid, head: #head_id, ordered: #ordered, ticks: #ticks });
 
     // The witness of the vertex's input type, and the key selector of hash inputs.
     let input_w = format_ident!("__win{}", vid);
@@ -256,6 +258,7 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
     let mut end_hooks = TokenStream::new();
     let mut flush_hooks = TokenStream::new();
     let mut watermark_hooks = TokenStream::new();
+    let mut tick_hooks = TokenStream::new();
     for &op in ops {
         let o = &g.ops[op];
         let span = o.span;
@@ -300,6 +303,8 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
                 out.extend(quote_spanned!(span=> let (mut #fv, #wv) = ::weir::__private::#ctor(#inw, &#key_v, #assigner, #lateness, #arg);));
                 let main = vg.window_main(op);
                 watermark_hooks.extend(quote_spanned!(span=> #fv.on_watermark(__wm, #main)?;));
+                tick_hooks.extend(quote_spanned!(span=> #fv.on_tick(__now, #main)?;));
+                end_hooks.extend(quote_spanned!(span=> #fv.on_end(#main)?;));
                 let read = vg.late_child(op).is_some();
                 end_hooks.extend(quote!(#fv.finish(#name, #read);));
             }
@@ -356,6 +361,7 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
                     #rec_arm
                     ::weir::__private::Event::Watermark(__wm) => { #watermark_hooks }
                     ::weir::__private::Event::Flush => { #flush_hooks }
+                    ::weir::__private::Event::Tick(__now) => { #tick_hooks }
                     ::weir::__private::Event::EpochDone(__e) => { #epoch_hooks }
                     ::weir::__private::Event::End => { #end_hooks }
                 }

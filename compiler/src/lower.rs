@@ -136,6 +136,7 @@ struct StreamVal {
 }
 
 struct WindowedVal {
+    event_time: bool,
     stream: StreamVal,
     assigner: Expr,
     lateness: Option<Expr>,
@@ -527,6 +528,8 @@ impl<'a> Lowerer<'a> {
                     Value::Windowed(w) => {
                         if mc.args.len() != 1 {
                             self.cx.error(span, "`allowed_lateness` takes one `Duration`, such as `allowed_lateness(Duration::from_secs(60))`");
+                        } else if !w.event_time {
+                            self.cx.error(span, "`allowed_lateness` applies to event-time windows only: processing-time and count windows have no late records; remove it");
                         } else if w.lateness.is_some() {
                             self.cx.error(span, "`allowed_lateness` is set twice on this window: keep one");
                         } else {
@@ -621,14 +624,15 @@ impl<'a> Lowerer<'a> {
                     } else if stream.key.is_none() {
                         self.cx.error(span, "`window` needs a keyed stream: call `.key_by(|r| ...)` before it, or use `.window_all(...)` for the whole stream");
                     }
-                    if !stream.watermarked {
+                    let event_time = !is_processing_time(&arg) && !is_count_window(&arg);
+                    if event_time && !stream.watermarked {
                         self.cx.error(
                             span,
                             "event-time windows need watermarks: add `.watermarks(BoundedOutOfOrderness::seconds(5), |r| r.event_time)` upstream, after the source",
                         );
                     }
                     last_op = None;
-                    cur = Value::Windowed(WindowedVal { stream, assigner: arg, lateness: None, span, all });
+                    cur = Value::Windowed(WindowedVal { stream, assigner: arg, lateness: None, span, all, event_time });
                 }
                 LATE_DATA => {
                     if !mc.args.is_empty() {
@@ -790,6 +794,18 @@ impl<'a> Lowerer<'a> {
             _ => {}
         }
     }
+}
+
+/// Whether a window assigner expression is in processing time or counts records (written
+/// with `TumblingProcessingTime`, `SlidingProcessingTime`, `SessionProcessingTime` or
+/// `CountWindow`): such windows need no watermarks.
+pub fn is_processing_time(assigner: &Expr) -> bool {
+    let text = quote::quote!(#assigner).to_string();
+    text.contains("ProcessingTime")
+}
+
+fn is_count_window(assigner: &Expr) -> bool {
+    quote::quote!(#assigner).to_string().contains("CountWindow")
 }
 
 /// A window of size zero, a slide of zero or a session gap of zero never closes: reject

@@ -38,7 +38,7 @@ pub mod prelude {
     pub use crate::key::Key;
     pub use crate::sinks::{CollectSink, DiscardSink, FileSink, Guarantee, Sink, SinkWriter, StdoutSink};
     pub use crate::sources::{BadRecordPolicy, FileSource, Generator, Source, SourceReader};
-    pub use crate::time::{Session, Sliding, Tumbling, Window, WindowAssigner};
+    pub use crate::time::{CountWindow, Session, SessionProcessingTime, Sliding, SlidingProcessingTime, Tumbling, TumblingProcessingTime, Window, WindowAssigner, WindowKind};
     pub use crate::watermarks::{BoundedOutOfOrderness, Custom, Monotonous, Punctuated, WatermarkGenerator, WatermarkStrategy};
     pub use crate::windows::Aggregator;
     pub use std::time::Duration;

@@ -156,6 +156,94 @@ impl WindowAssigner {
     }
 }
 
+/// Which clock a window follows, or whether it counts records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// Event time: fires on watermarks (the default for [`WindowAssigner`]s).
+    EventTime(WindowAssigner),
+    /// Processing time: records are assigned by the wall clock when they arrive and windows
+    /// fire when the wall clock passes their end (and, for a bounded input, at its end).
+    ProcessingTime(WindowAssigner),
+    /// Count windows: fire every `n` records of a key. A partial window at the end of a
+    /// bounded input is not emitted (as in Flink); the run says how many records that left.
+    Count(u64),
+}
+
+impl From<WindowAssigner> for WindowKind {
+    fn from(a: WindowAssigner) -> Self {
+        WindowKind::EventTime(a)
+    }
+}
+
+/// Tumbling processing-time windows: `TumblingProcessingTime::seconds(10)`.
+pub struct TumblingProcessingTime;
+
+impl TumblingProcessingTime {
+    /// Windows of `size`.
+    pub fn of(size: Duration) -> WindowKind {
+        WindowKind::ProcessingTime(WindowAssigner::tumbling(size))
+    }
+    /// Windows of `n` milliseconds.
+    pub fn millis(n: u64) -> WindowKind {
+        Self::of(Duration::from_millis(n))
+    }
+    /// Windows of `n` seconds.
+    pub fn seconds(n: u64) -> WindowKind {
+        Self::of(Duration::from_secs(n))
+    }
+}
+
+/// Sliding processing-time windows: `SlidingProcessingTime::seconds(10, 2)`.
+pub struct SlidingProcessingTime;
+
+impl SlidingProcessingTime {
+    /// Windows of `size` every `slide`.
+    pub fn of(size: Duration, slide: Duration) -> WindowKind {
+        WindowKind::ProcessingTime(WindowAssigner::sliding(size, slide))
+    }
+    /// Sizes in milliseconds.
+    pub fn millis(size: u64, slide: u64) -> WindowKind {
+        Self::of(Duration::from_millis(size), Duration::from_millis(slide))
+    }
+    /// Sizes in seconds.
+    pub fn seconds(size: u64, slide: u64) -> WindowKind {
+        Self::of(Duration::from_secs(size), Duration::from_secs(slide))
+    }
+}
+
+/// Processing-time session windows: `SessionProcessingTime::seconds(30)`.
+pub struct SessionProcessingTime;
+
+impl SessionProcessingTime {
+    /// Sessions closed by a gap of `gap`.
+    pub fn with_gap(gap: Duration) -> WindowKind {
+        WindowKind::ProcessingTime(WindowAssigner::session(gap))
+    }
+    /// Gap in milliseconds.
+    pub fn millis(n: u64) -> WindowKind {
+        Self::with_gap(Duration::from_millis(n))
+    }
+    /// Gap in seconds.
+    pub fn seconds(n: u64) -> WindowKind {
+        Self::with_gap(Duration::from_secs(n))
+    }
+}
+
+/// Tumbling count windows: `CountWindow::of(100)` fires every 100 records of a key.
+pub struct CountWindow;
+
+impl CountWindow {
+    /// Windows of `n` records.
+    pub fn of(n: u64) -> WindowKind {
+        WindowKind::Count(n)
+    }
+}
+
+/// The wall clock in milliseconds since the Unix epoch (processing time).
+pub fn now_millis() -> EventTime {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 /// Tumbling event-time windows: `Tumbling::minutes(5)`, `Tumbling::of(duration)`.
 pub struct Tumbling;
 

@@ -45,6 +45,9 @@ pub enum Event<T> {
     Watermark(EventTime),
     /// A batch of input was processed: watermark assigners emit what they generated.
     Flush,
+    /// Processing time advanced to this wall-clock time (ms since the Unix epoch): only for
+    /// vertices with processing-time operators, every few milliseconds.
+    Tick(EventTime),
     /// Every record of epochs up to and including this one has been processed.
     EpochDone(Epoch),
     /// The input has ended for good.
@@ -386,7 +389,13 @@ pub struct VertexSpec {
     /// Whether the chain holds keyed state: then records are processed in epoch order, so
     /// the state after epoch e reflects exactly the inputs of epochs ≤ e.
     pub ordered: bool,
+    /// Whether the chain has processing-time operators: the vertex then wakes up every
+    /// [`TICK`] and holds a capability at its input frontier so it can emit on the clock.
+    pub ticks: bool,
 }
+
+/// How often a vertex with processing-time operators looks at the clock.
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(5);
 
 fn vertex_ctx(ctx: &WorkerCtx, v: usize, instance: usize) -> VertexCtx {
     VertexCtx {
@@ -518,6 +527,7 @@ where
     let mut builder = OperatorBuilder::new(vname.clone(), scope);
     let failure = std::sync::Arc::clone(&ctx.failure);
     let peers = ctx.peers;
+    let activator = scope.activator_for(builder.operator_info().address);
 
     let mut handles = Vec::new();
     let mut expected_wm_inputs = 0;
@@ -551,6 +561,8 @@ where
         let mut stash: BTreeMap<Epoch, (Vec<Capability<Epoch>>, Vec<(usize, Msg<I>)>)> = BTreeMap::new();
         let mut last_done: Option<Epoch> = None;
         let mut ended = false;
+        // Processing-time vertices hold a capability at their input frontier to emit on ticks.
+        let mut held: Option<Vec<Capability<Epoch>>> = None;
         move |frontiers: &[MutableAntichain<Epoch>]| {
             let Some((logic, instance)) = state.as_mut() else {
                 // Not hosted here: nothing is routed to this worker; drain defensively.
@@ -570,6 +582,9 @@ where
             for (port, h) in handles.iter_mut().enumerate() {
                 h.for_each(|cap, data| {
                     let t = *cap.stamp().iter().next().unwrap_or(&0);
+                    if spec.ticks && held.is_none() {
+                        held = Some((0..ports.count()).map(|o| cap.delayed(&t, o)).collect());
+                    }
                     if spec.ordered && frontier_min.is_some_and(|f| f < t) {
                         let entry = stash.entry(t).or_insert_with(|| ((0..ports.count()).map(|o| cap.delayed(&t, o)).collect(), Vec::new()));
                         entry.1.extend(data.drain(..).map(|m| (port, m)));
@@ -640,10 +655,27 @@ where
                     }
                 }
             }
+            if spec.ticks && !ended {
+                if result.is_ok() {
+                    result = logic(Event::Tick(crate::time::now_millis()), &mut ports);
+                }
+                if let (Some(caps), Some(f)) = (held.as_mut(), frontier_min) {
+                    ports.flush(caps);
+                    for c in caps.iter_mut() {
+                        if *c.time() < f {
+                            c.downgrade(&f);
+                        }
+                    }
+                }
+                activator.activate_after(TICK);
+            }
             if frontier_min.is_none() && !ended {
                 ended = true;
                 if result.is_ok() {
                     result = logic(Event::End, &mut ports);
+                }
+                if let Some(caps) = held.take() {
+                    ports.flush(&caps);
                 }
             }
             if let Err(e) = result {

@@ -14,7 +14,7 @@
 use crate::data::{EventTime, Witness, NO_TIMESTAMP};
 use crate::error::Result;
 use crate::key::Key;
-use crate::time::{window_start, Window, WindowAssigner};
+use crate::time::{now_millis, window_start, Window, WindowAssigner, WindowKind};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
@@ -120,6 +120,10 @@ fn millis(d: Duration) -> i64 {
 pub struct WindowOp<K, T, KF, WF: WindowFunction<K, T>> {
     key: KF,
     assigner: WindowAssigner,
+    /// Processing-time windows follow the wall clock; count windows count.
+    processing_time: bool,
+    count: Option<u64>,
+    counts: HashMap<K, (u64, WF::Acc)>,
     lateness: i64,
     func: WF,
     watermark: EventTime,
@@ -136,10 +140,19 @@ pub struct WindowOp<K, T, KF, WF: WindowFunction<K, T>> {
     _t: std::marker::PhantomData<fn(T)>,
 }
 
-fn new_op<K, T, KF, WF: WindowFunction<K, T>>(key: KF, assigner: WindowAssigner, lateness: Duration, func: WF) -> WindowOp<K, T, KF, WF> {
+fn new_op<K, T, KF, WF: WindowFunction<K, T>>(key: KF, kind: impl Into<WindowKind>, lateness: Duration, func: WF) -> WindowOp<K, T, KF, WF> {
+    let kind = kind.into();
+    let (assigner, processing_time, count) = match kind {
+        WindowKind::EventTime(a) => (a, false, None),
+        WindowKind::ProcessingTime(a) => (a, true, None),
+        WindowKind::Count(n) => (WindowAssigner::Tumbling { size: 1, offset: 0 }, false, Some(n.max(1))),
+    };
     WindowOp {
         key,
         assigner,
+        processing_time,
+        count,
+        counts: HashMap::new(),
         lateness: millis(lateness),
         func,
         watermark: EventTime::MIN,
@@ -159,7 +172,7 @@ pub fn drop_late<T>(_: EventTime, _: T) -> Result<()> {
 }
 
 /// `window(a).allowed_lateness(l).reduce(f)` for generated code.
-pub fn window_reduce<T, K, KF, F>(_: Witness<T>, key: &KF, assigner: WindowAssigner, lateness: Duration, f: F) -> (WindowOp<K, T, KF, ReduceFn<F>>, Witness<T>)
+pub fn window_reduce<T, K, KF, F>(_: Witness<T>, key: &KF, assigner: impl Into<WindowKind>, lateness: Duration, f: F) -> (WindowOp<K, T, KF, ReduceFn<F>>, Witness<T>)
 where
     T: Clone + 'static,
     K: Key,
@@ -170,7 +183,7 @@ where
 }
 
 /// `window(a).allowed_lateness(l).aggregate(agg)` for generated code.
-pub fn window_aggregate<T, K, KF, A>(_: Witness<T>, key: &KF, assigner: WindowAssigner, lateness: Duration, agg: A) -> (WindowOp<K, T, KF, AggregateFn<A>>, Witness<A::Out>)
+pub fn window_aggregate<T, K, KF, A>(_: Witness<T>, key: &KF, assigner: impl Into<WindowKind>, lateness: Duration, agg: A) -> (WindowOp<K, T, KF, AggregateFn<A>>, Witness<A::Out>)
 where
     K: Key,
     KF: Fn(&T) -> K + Clone,
@@ -180,7 +193,7 @@ where
 }
 
 /// `window(a).allowed_lateness(l).process(f)` for generated code.
-pub fn window_process<T, K, KF, I, F>(_: Witness<T>, key: &KF, assigner: WindowAssigner, lateness: Duration, f: F) -> (WindowOp<K, T, KF, ProcessFn<F>>, Witness<I::Item>)
+pub fn window_process<T, K, KF, I, F>(_: Witness<T>, key: &KF, assigner: impl Into<WindowKind>, lateness: Duration, f: F) -> (WindowOp<K, T, KF, ProcessFn<F>>, Witness<I::Item>)
 where
     T: Clone + 'static,
     K: Key,
@@ -193,7 +206,8 @@ where
 
 impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF> {
     fn is_late(&self, w: &Window) -> bool {
-        w.max_timestamp().saturating_add(self.lateness) <= self.watermark
+        // In processing time a record is assigned by the clock when it arrives: never late.
+        !self.processing_time && w.max_timestamp().saturating_add(self.lateness) <= self.watermark
     }
 
     /// Records late beyond the allowed lateness (sent to the late-data output, or dropped).
@@ -208,6 +222,11 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
         O: FnMut(EventTime, WF::Out) -> Result<()>,
         L: FnMut(EventTime, T) -> Result<()>,
     {
+        if let Some(n) = self.count {
+            return self.on_count_record(record, n, out);
+        }
+        // Processing time: the clock at arrival, but never in a window that already fired.
+        let ts = if self.processing_time { now_millis().max(self.watermark.saturating_add(1)) } else { ts };
         if ts == NO_TIMESTAMP {
             self.dropped_late += 1;
             return late(ts, record);
@@ -245,6 +264,39 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
             }
         }
         self.scratch = windows;
+        Ok(())
+    }
+
+    fn on_count_record<O: FnMut(EventTime, WF::Out) -> Result<()>>(&mut self, record: T, n: u64, out: &mut O) -> Result<()> {
+        let k = (self.key)(&record);
+        let entry = self.counts.remove(&k);
+        let (c, acc) = match entry {
+            Some((c, acc)) => (c + 1, self.func.add(Some(acc), record)),
+            None => (1, self.func.add(None, record)),
+        };
+        if c >= n {
+            // A count window has no time bounds; it is reported as [0, n).
+            self.func.emit(&k, Window { start: 0, end: n as i64 }, acc, out)
+        } else {
+            self.counts.insert(k, (c, acc));
+            Ok(())
+        }
+    }
+
+    /// Processing time advanced to `now`: fire processing-time windows that ended.
+    pub fn on_tick<O: FnMut(EventTime, WF::Out) -> Result<()>>(&mut self, now: EventTime, out: &mut O) -> Result<()> {
+        if !self.processing_time {
+            return Ok(());
+        }
+        self.advance(now, out)
+    }
+
+    /// End of input: processing-time windows fire now (a bounded job emits everything);
+    /// count windows report what they could not complete.
+    pub fn on_end<O: FnMut(EventTime, WF::Out) -> Result<()>>(&mut self, out: &mut O) -> Result<()> {
+        if self.processing_time {
+            self.advance(EventTime::MAX, out)?;
+        }
         Ok(())
     }
 
@@ -286,7 +338,7 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
                 i += 1;
             }
         }
-        let late_window = merged.max_timestamp().saturating_add(self.lateness) <= self.watermark;
+        let late_window = !self.processing_time && merged.max_timestamp().saturating_add(self.lateness) <= self.watermark;
         if late_window {
             // Put the merged state back untouched; the record is late.
             if let Some(a) = acc {
@@ -312,7 +364,15 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
     }
 
     /// The input watermark advanced: fire every window it passed, drop expired state.
+    /// (Processing-time and count windows ignore watermarks, as in Flink.)
     pub fn on_watermark<O: FnMut(EventTime, WF::Out) -> Result<()>>(&mut self, wm: EventTime, out: &mut O) -> Result<()> {
+        if self.processing_time || self.count.is_some() {
+            return Ok(());
+        }
+        self.advance(wm, out)
+    }
+
+    fn advance<O: FnMut(EventTime, WF::Out) -> Result<()>>(&mut self, wm: EventTime, out: &mut O) -> Result<()> {
         if wm <= self.watermark {
             return Ok(());
         }
@@ -384,6 +444,10 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
     /// End of input: say how many late records were dropped, if no `late_data()` output
     /// read them (Flink drops them silently; weir says so).
     pub fn finish(&self, operator: &str, late_output_read: bool) {
+        let partial: u64 = self.counts.values().map(|(c, _)| *c).sum();
+        if partial > 0 {
+            tracing::warn!(operator, records = partial, "count windows still open at the end of the input were not emitted (as in Flink)");
+        }
         if self.dropped_late > 0 && !late_output_read {
             tracing::warn!(operator, dropped = self.dropped_late, "window dropped records that arrived later than its allowed lateness; read them with `.late_data()`");
         }
@@ -471,6 +535,32 @@ mod tests {
         // [0,10)+[5,15)+[14,24) merge into [0,24); [30,40) alone.
         assert_eq!(out, vec![(23, (1, 11)), (39, (1, 4))]);
         assert_eq!(late, vec![(1, 1)]);
+    }
+
+    #[test]
+    fn count_windows_fire_every_n_records_per_key() {
+        let kf = |r: &(u32, i64)| r.0;
+        let (mut op, _) = window_reduce(Witness::<(u32, i64)>::new(), &kf, crate::time::CountWindow::of(2), Duration::ZERO, |a: (u32, i64), b: (u32, i64)| (a.0, a.1 + b.1));
+        let mut out = Vec::new();
+        for (k, v) in [(1, 1), (2, 5), (1, 2), (1, 4), (2, 6), (1, 8)] {
+            op.on_record(0, (k, v), &mut |_, r| { out.push(r); Ok(()) }, &mut |_, _| Ok(())).unwrap();
+        }
+        assert_eq!(out, vec![(1, 3), (2, 11), (1, 12)]);
+    }
+
+    #[test]
+    fn processing_time_windows_fire_on_the_clock_and_at_end() {
+        let kf = |r: &(u32, i64)| r.0;
+        let (mut op, _) = window_reduce(Witness::<(u32, i64)>::new(), &kf, crate::time::TumblingProcessingTime::seconds(3600), Duration::ZERO, |a: (u32, i64), b: (u32, i64)| (a.0, a.1 + b.1));
+        let mut out = Vec::new();
+        for v in [1, 2, 3] {
+            op.on_record(NO_TIMESTAMP, (7, v), &mut |_, r| { out.push(r); Ok(()) }, &mut |_, _| Ok(())).unwrap();
+        }
+        op.on_watermark(EventTime::MAX, &mut |_, r| { out.push(r); Ok(()) }).unwrap();
+        assert!(out.is_empty(), "watermarks do not fire processing-time windows");
+        op.on_end(&mut |_, r| { out.push(r); Ok(()) }).unwrap();
+        // All three arrived within one hour-long window, unless the test straddled an hour.
+        assert_eq!(out.iter().map(|r| r.1).sum::<i64>(), 6);
     }
 
     #[test]
