@@ -94,11 +94,28 @@ struct VertexGen<'a> {
 
 impl VertexGen<'_> {
     fn children(&self, op: usize) -> Vec<usize> {
-        self.g.ops[op].outputs.iter().filter(|&&e| self.c.chained_edge[e]).map(|&e| self.g.edges[e].to).filter(|&c| self.g.ops[c].kind != OpKind::LateData).collect()
+        self.g.ops[op].outputs.iter().filter(|&&e| self.c.chained_edge[e]).map(|&e| self.g.edges[e].to).filter(|&c| !matches!(self.g.ops[c].kind, OpKind::LateData | OpKind::SideOutput)).collect()
     }
 
     fn late_child(&self, op: usize) -> Option<usize> {
         self.g.ops[op].outputs.iter().filter(|&&e| self.c.chained_edge[e]).map(|&e| self.g.edges[e].to).find(|&c| self.g.ops[c].kind == OpKind::LateData)
+    }
+
+    /// The side outputs read from a process function: drain each into its continuation.
+    fn side_drains(&self, op: usize) -> TokenStream {
+        let fv = f(op);
+        let mut out = TokenStream::new();
+        for c in self.g.ops[op].outputs.iter().filter(|&&e| self.c.chained_edge[e]).map(|&e| self.g.edges[e].to) {
+            if self.g.ops[c].kind != OpKind::SideOutput {
+                continue;
+            }
+            let tag = self.g.ops[c].arg.as_ref();
+            let rc = r(c);
+            let rest = self.after(c);
+            out.extend(quote!(#fv.drain_side(&#tag, &mut |__ts: ::weir::__private::EventTime, #rc| { #rest ::core::result::Result::Ok(()) })?;));
+        }
+        out.extend(quote!(#fv.discard_unread_sides();));
+        out
     }
 
     /// Port indices fed by `op` or anything chained below it.
@@ -181,7 +198,12 @@ impl VertexGen<'_> {
                 };
                 quote_spanned!(span=> #fv.on_record(__ts, #input, #main, #late)?;)
             }
-            OpKind::Source | OpKind::LateData => quote!(),
+            OpKind::Process => {
+                let main = self.window_main(op);
+                let sides = self.side_drains(op);
+                quote_spanned!(span=> #fv.on_record(__ts, #input, #main)?; #sides)
+            }
+            OpKind::Source | OpKind::LateData | OpKind::SideOutput => quote!(),
         }
     }
 }
@@ -232,7 +254,7 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
     let mut out = TokenStream::new();
     let ordered = ops.iter().any(|&o| g.ops[o].kind.is_keyed());
     // Processing-time windows are written with the `*ProcessingTime` assigners.
-    let ticks = ops.iter().any(|&o| g.ops[o].window.as_ref().is_some_and(|w| crate::lower::is_processing_time(&w.assigner)));
+    let ticks = ops.iter().any(|&o| g.ops[o].kind == OpKind::Process || g.ops[o].window.as_ref().is_some_and(|w| crate::lower::is_processing_time(&w.assigner)));
     let head_id = head.id;
     let spec = quote!(::weir::__private::VertexSpec { id: #vid, head: #head_id, ordered: #ordered, ticks: #ticks });
 
@@ -307,6 +329,19 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
                 end_hooks.extend(quote_spanned!(span=> #fv.on_end(#main)?;));
                 let read = vg.late_child(op).is_some();
                 end_hooks.extend(quote!(#fv.finish(#name, #read);));
+            }
+            OpKind::Process => {
+                let ctor = if o.event_time { quote!(keyed_process) } else { quote!(keyed_process_processing_time) };
+                out.extend(quote_spanned!(span=> let (mut #fv, #wv) = ::weir::__private::#ctor(#inw, &#key_v, #arg);));
+                let main = vg.window_main(op);
+                let sides = vg.side_drains(op);
+                watermark_hooks.extend(quote_spanned!(span=> #fv.on_watermark(__wm, #main)?; #sides));
+                let main = vg.window_main(op);
+                let sides = vg.side_drains(op);
+                tick_hooks.extend(quote_spanned!(span=> #fv.on_tick(__now, #main)?; #sides));
+            }
+            OpKind::SideOutput => {
+                out.extend(quote_spanned!(span=> let #wv = ::weir::__private::side_witness(&#arg);));
             }
             OpKind::LateData => {
                 // Late records are the window's input records; the window is the head.

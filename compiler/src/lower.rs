@@ -63,6 +63,8 @@ pub struct Op {
     pub window: Option<WindowSpec>,
     /// Whether this window operator is `window_all` (parallelism 1).
     pub window_all: bool,
+    /// For process functions: whether the input has watermarks (event-time timers allowed).
+    pub event_time: bool,
     /// `name("...")`.
     pub name: Option<(String, Span)>,
     /// The final, unique name.
@@ -461,6 +463,7 @@ impl<'a> Lowerer<'a> {
             arg2: None,
             window: None,
             window_all: false,
+            event_time: false,
             name: None,
             resolved_name: String::new(),
             parallelism: None,
@@ -652,7 +655,34 @@ impl<'a> Lowerer<'a> {
                     last_op = Some(id);
                     cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: stream.watermarked });
                 }
-                AGGREGATE | PROCESS => {
+                PROCESS => {
+                    let arg = self.user_arg(mc, "a `KeyedProcessFunction`")?;
+                    if stream.key.is_none() {
+                        self.cx.error(span, "`process` runs a keyed process function: call `.key_by(|r| ...)` before it (or `.window(...)` before it for a process-window function); for stateless work use `map`/`flat_map`");
+                    }
+                    let id = self.new_op(OpKind::Process, mc, Some(arg));
+                    self.graph.ops[id].event_time = stream.watermarked;
+                    self.connect(&stream, id);
+                    last_op = Some(id);
+                    cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: stream.watermarked });
+                }
+                SIDE_OUTPUT => {
+                    let arg = self.user_arg(mc, "the `OutputTag` of the side output")?;
+                    let from = match stream.producers.as_slice() {
+                        [p] if self.graph.ops[*p].kind == OpKind::Process => Some(*p),
+                        _ => None,
+                    };
+                    let Some(p) = from else {
+                        self.cx.error(span, "`side_output(TAG)` reads what a keyed process function writes with `ctx.output(&TAG, ...)`, but this stream does not come straight from `.process(...)`: nothing writes this side output");
+                        return None;
+                    };
+                    let id = self.new_op(OpKind::SideOutput, mc, Some(arg));
+                    self.graph.ops[id].detail = format!("side output {} of `{}`", self.graph.ops[id].detail, self.graph.ops[p].location);
+                    self.connect(&StreamVal { producers: vec![p], key: None, watermarked: stream.watermarked }, id);
+                    last_op = Some(id);
+                    cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: stream.watermarked });
+                }
+                AGGREGATE => {
                     self.cx.error(span, format!("`{method}` is a window function: call `.window(...)` (or `.window_all(...)`) before it"));
                     return None;
                 }

@@ -64,6 +64,10 @@ pub enum OpKind {
     Window,
     /// The late records of a window operator.
     LateData,
+    /// A keyed process function (state, timers, side outputs).
+    Process,
+    /// A side output of a process function.
+    SideOutput,
 }
 
 impl OpKind {
@@ -79,11 +83,13 @@ impl OpKind {
             OpKind::Watermarks => "watermarks",
             OpKind::Window => "window",
             OpKind::LateData => "late_data",
+            OpKind::Process => "process",
+            OpKind::SideOutput => "side_output",
         }
     }
     /// Whether the operator keeps keyed state (and so must run after `key_by`).
     pub fn is_keyed(self) -> bool {
-        matches!(self, OpKind::Reduce | OpKind::Window)
+        matches!(self, OpKind::Reduce | OpKind::Window | OpKind::Process)
     }
 }
 

@@ -42,16 +42,18 @@ pub const AGGREGATE: &str = "aggregate";
 pub const PROCESS: &str = "process";
 /// `.late_data()` on a window's result
 pub const LATE_DATA: &str = "late_data";
+/// `.side_output(TAG)` on a process function's result
+pub const SIDE_OUTPUT: &str = "side_output";
 /// `env.arg("name")`
 pub const ARG: &str = "arg";
 /// `env.arg_or("name", default)`
 pub const ARG_OR: &str = "arg_or";
 
 /// Stream operators.
-pub const OPERATORS: &[&str] = &[SOURCE, MAP, FILTER, FLAT_MAP, KEY_BY, REDUCE, UNION, SINK, WATERMARKS, WINDOW, WINDOW_ALL, AGGREGATE, PROCESS, LATE_DATA];
+pub const OPERATORS: &[&str] = &[SOURCE, MAP, FILTER, FLAT_MAP, KEY_BY, REDUCE, UNION, SINK, WATERMARKS, WINDOW, WINDOW_ALL, AGGREGATE, PROCESS, LATE_DATA, SIDE_OUTPUT];
 /// Operator settings.
 pub const SETTINGS: &[&str] = &[PARALLELISM, NAME, DISABLE_CHAINING, START_NEW_CHAIN, CHAIN_WITH_PREVIOUS, SLOT_SHARING_GROUP];
 /// Everything a chain may call, for "did you mean".
 pub const ALL_METHODS: &[&str] = &[
-    SOURCE, MAP, FILTER, FLAT_MAP, KEY_BY, REDUCE, UNION, SINK, WATERMARKS, WINDOW, WINDOW_ALL, ALLOWED_LATENESS, AGGREGATE, PROCESS, LATE_DATA, PARALLELISM, NAME, DISABLE_CHAINING, START_NEW_CHAIN, CHAIN_WITH_PREVIOUS, SLOT_SHARING_GROUP,
+    SOURCE, MAP, FILTER, FLAT_MAP, KEY_BY, REDUCE, UNION, SINK, WATERMARKS, WINDOW, WINDOW_ALL, ALLOWED_LATENESS, AGGREGATE, PROCESS, LATE_DATA, SIDE_OUTPUT, PARALLELISM, NAME, DISABLE_CHAINING, START_NEW_CHAIN, CHAIN_WITH_PREVIOUS, SLOT_SHARING_GROUP,
 ];

@@ -28,12 +28,12 @@ fn check_duplicate_names(g: &Graph, cx: &Diagnostics) {
 // window's parallelism and group and cannot be moved or split off.
 fn check_late_data_settings(g: &mut Graph, cx: &Diagnostics) {
     for i in 0..g.ops.len() {
-        if g.ops[i].kind != OpKind::LateData {
+        if !matches!(g.ops[i].kind, OpKind::LateData | OpKind::SideOutput) {
             continue;
         }
         let o = &g.ops[i];
         for span in [o.parallelism.map(|p| p.1), o.group.as_ref().map(|g| g.1), o.disable_chaining, o.start_new_chain].into_iter().flatten() {
-            cx.error(span, "`late_data()` runs inside its window's instances: set parallelism, slot sharing group and chaining on the window function, not here");
+            cx.error(span, "a side output runs inside the instances of the operator that writes it: set parallelism, slot sharing group and chaining on that operator, not here");
         }
         let Some(&e) = g.ops[i].inputs.first() else { continue };
         let w = g.edges[e].from;
@@ -63,8 +63,8 @@ fn resolve_groups(g: &mut Graph) {
 /// Why operator `to` cannot chain to its single predecessor, if it cannot.
 pub fn chain_blocker(g: &Graph, to: usize) -> Option<String> {
     let o = &g.ops[to];
-    if o.kind == OpKind::LateData {
-        return None; // always part of its window's vertex
+    if matches!(o.kind, OpKind::LateData | OpKind::SideOutput) {
+        return None; // always part of the vertex of the operator that writes it
     }
     let [e] = o.inputs.as_slice() else {
         return Some(format!("it has {} inputs (only an operator with one input chains)", o.inputs.len()));

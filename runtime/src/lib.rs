@@ -13,6 +13,7 @@ pub mod data;
 pub mod error;
 pub mod job;
 pub mod key;
+pub mod process;
 pub mod sinks;
 pub mod sources;
 pub mod testing;
@@ -40,6 +41,7 @@ pub mod prelude {
     pub use crate::sources::{BadRecordPolicy, FileSource, Generator, Source, SourceReader};
     pub use crate::time::{CountWindow, Session, SessionProcessingTime, Sliding, SlidingProcessingTime, Tumbling, TumblingProcessingTime, Window, WindowAssigner, WindowKind};
     pub use crate::watermarks::{BoundedOutOfOrderness, Custom, Monotonous, Punctuated, WatermarkGenerator, WatermarkStrategy};
+    pub use crate::process::{Context, KeyedProcessFunction, ListState, MapState, OutputTag, ProcessingTimeOnly, TimeDomain, ValueState, WithEventTime};
     pub use crate::windows::Aggregator;
     pub use std::time::Duration;
     pub use serde::{Deserialize, Serialize};
