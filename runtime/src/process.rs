@@ -236,7 +236,7 @@ impl<'a, K: Key, O, M> Context<'a, K, O, M> {
 /// available), or `KeyedProcessFunction<K, I, ProcessingTimeOnly>` for one without.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a process function for this stream",
-    label = "expected a `KeyedProcessFunction<key, record{M}>`",
+    label = "this stream needs a `KeyedProcessFunction<_, _, {M}>`",
     note = "a stream without watermarks takes `impl KeyedProcessFunction<K, I, ProcessingTimeOnly>` (no event-time timers); to use event-time timers add `.watermarks(...)` upstream"
 )]
 pub trait KeyedProcessFunction<K, I, M = WithEventTime>: 'static {
