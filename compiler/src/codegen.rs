@@ -44,7 +44,13 @@ pub fn job_plan(g: &Graph, c: &Chains) -> plan::JobPlan {
             .map(|(i, e)| plan::Edge {
                 from: e.from,
                 to: e.to,
-                kind: if e.key.is_some() { plan::EdgeKind::Hash } else { plan::EdgeKind::Unkeyed },
+                kind: if e.broadcast {
+                    plan::EdgeKind::Broadcast
+                } else if e.key.is_some() {
+                    plan::EdgeKind::Hash
+                } else {
+                    plan::EdgeKind::Unkeyed
+                },
                 chained: c.chained_edge[i],
             })
             .collect(),
@@ -198,10 +204,14 @@ impl VertexGen<'_> {
                 };
                 quote_spanned!(span=> #fv.on_record(__ts, #input, #main, #late)?;)
             }
-            OpKind::Process => {
+            OpKind::Process | OpKind::CoProcess | OpKind::BroadcastProcess => {
                 let main = self.window_main(op);
                 let sides = self.side_drains(op);
                 quote_spanned!(span=> #fv.on_record(__ts, #input, #main)?; #sides)
+            }
+            OpKind::IntervalJoin => {
+                let main = self.window_main(op);
+                quote_spanned!(span=> #fv.on_record(__ts, #input, #main)?;)
             }
             OpKind::Source | OpKind::LateData | OpKind::SideOutput => quote!(),
         }
@@ -254,7 +264,7 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
     let mut out = TokenStream::new();
     let ordered = ops.iter().any(|&o| g.ops[o].kind.is_keyed());
     // Processing-time windows are written with the `*ProcessingTime` assigners.
-    let ticks = ops.iter().any(|&o| g.ops[o].kind == OpKind::Process || g.ops[o].window.as_ref().is_some_and(|w| crate::lower::is_processing_time(&w.assigner)));
+    let ticks = ops.iter().any(|&o| matches!(g.ops[o].kind, OpKind::Process | OpKind::CoProcess | OpKind::BroadcastProcess) || g.ops[o].window.as_ref().is_some_and(|w| crate::lower::is_processing_time(&w.assigner)));
     let head_id = head.id;
     let spec = quote!(::weir::__private::VertexSpec { id: #vid, head: #head_id, ordered: #ordered, ticks: #ticks });
 
@@ -262,7 +272,38 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
     let input_w = format_ident!("__win{}", vid);
     let key_v = format_ident!("__key{}", vid);
     let mut key_expr = None;
-    if head.kind != OpKind::Source {
+    let two_input = head.inputs.iter().any(|&e| g.edges[e].right);
+    let key_left = format_ident!("__keyl{}", vid);
+    let (win_l, win_r) = (format_ident!("__winl{}", vid), format_ident!("__winr{}", vid));
+    if two_input {
+        let lfirst = head.inputs.iter().map(|&e| &g.edges[e]).find(|e| !e.right);
+        let rfirst = head.inputs.iter().map(|&e| &g.edges[e]).find(|e| e.right);
+        let (Some(lf), Some(rf)) = (lfirst, rfirst) else {
+            return syn::Error::new(head.span, "weir-compiler bug: a two-input operator without both inputs").to_compile_error();
+        };
+        let (lw, rw) = (w(lf.from), w(rf.from));
+        let span = head.span;
+        out.extend(quote!(let #win_l = #lw; let #win_r = #rw; let #input_w = ::weir::__private::two_witness(#win_l, #win_r);));
+        let lkey = lf.key.map(|k| (&g.keys[k].expr, g.keys[k].span));
+        let rkey = rf.key.map(|k| (&g.keys[k].expr, g.keys[k].span));
+        if let Some((ke, kspan)) = lkey {
+            out.extend(quote_spanned!(kspan=> let #key_left = ::weir::__private::key_by(#win_l, #ke);));
+        }
+        match (lkey.is_some(), rkey, rf.broadcast) {
+            (true, _, true) => {
+                out.extend(quote_spanned!(span=> let #key_v = ::weir::__private::broadcast_keys(::core::clone::Clone::clone(&#key_left));));
+                key_expr = Some(key_v.clone());
+            }
+            (true, Some((ke, kspan)), false) => {
+                let key_right = format_ident!("__keyr{}", vid);
+                out.extend(quote_spanned!(kspan=> let #key_right = ::weir::__private::key_by(#win_r, #ke);));
+                // Both sides must have the same key type: a mismatch is reported here.
+                out.extend(quote_spanned!(span=> let #key_v = ::weir::__private::two_keys(::core::clone::Clone::clone(&#key_left), #key_right);));
+                key_expr = Some(key_v.clone());
+            }
+            _ => {}
+        }
+    } else if head.kind != OpKind::Source {
         let first = &g.edges[head.inputs[0]];
         let pw = w(first.from);
         out.extend(quote!(let #input_w = #pw;));
@@ -321,6 +362,7 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
                     crate::lower::WinFn::Reduce => quote!(window_reduce),
                     crate::lower::WinFn::Aggregate => quote!(window_aggregate),
                     crate::lower::WinFn::Process => quote!(window_process),
+                    crate::lower::WinFn::Join => quote!(window_join),
                 };
                 out.extend(quote_spanned!(span=> let (mut #fv, #wv) = ::weir::__private::#ctor(#inw, &#key_v, #assigner, #lateness, #arg);));
                 let main = vg.window_main(op);
@@ -330,9 +372,14 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
                 let read = vg.late_child(op).is_some();
                 end_hooks.extend(quote!(#fv.finish(#name, #read);));
             }
-            OpKind::Process => {
-                let ctor = if o.event_time { quote!(keyed_process) } else { quote!(keyed_process_processing_time) };
-                out.extend(quote_spanned!(span=> let (mut #fv, #wv) = ::weir::__private::#ctor(#inw, &#key_v, #arg);));
+            OpKind::Process | OpKind::CoProcess | OpKind::BroadcastProcess => {
+                let call = match o.kind {
+                    OpKind::CoProcess => quote!(::weir::__private::co_process(#inw, &#key_v, #arg)),
+                    OpKind::BroadcastProcess => quote!(::weir::__private::broadcast_process(#inw, &#key_left, #arg)),
+                    _ if o.event_time => quote!(::weir::__private::keyed_process(#inw, &#key_v, #arg)),
+                    _ => quote!(::weir::__private::keyed_process_processing_time(#inw, &#key_v, #arg)),
+                };
+                out.extend(quote_spanned!(span=> let (mut #fv, #wv) = #call;));
                 let main = vg.window_main(op);
                 let sides = vg.side_drains(op);
                 watermark_hooks.extend(quote_spanned!(span=> #fv.on_watermark(__wm, #main)?; #sides));
@@ -342,6 +389,12 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
             }
             OpKind::SideOutput => {
                 out.extend(quote_spanned!(span=> let #wv = ::weir::__private::side_witness(&#arg);));
+            }
+            OpKind::IntervalJoin => {
+                let bounds = o.arg2.as_ref();
+                out.extend(quote_spanned!(span=> let (mut #fv, #wv) = { let (__lo, __hi) = #bounds; ::weir::__private::interval_join(#inw, &#key_v, __lo, __hi, #arg) };));
+                let main = vg.window_main(op);
+                watermark_hooks.extend(quote_spanned!(span=> #fv.on_watermark(__wm, #main)?;));
             }
             OpKind::LateData => {
                 // Late records are the window's input records; the window is the head.
@@ -413,7 +466,13 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
         for &e in &head.inputs {
             let from = g.edges[e].from;
             let sv = s(from);
-            inputs.push(quote!(::weir::__private::edge(&#sv, #from)));
+            if !two_input {
+                inputs.push(quote!(::weir::__private::edge(&#sv, #from)));
+            } else if g.edges[e].right {
+                inputs.push(quote!(::weir::__private::edge(&::weir::__private::right(&#sv, #win_l), #from)));
+            } else {
+                inputs.push(quote!(::weir::__private::edge(&::weir::__private::left(&#sv, #win_r), #from)));
+            }
         }
         let key = match &key_expr {
             Some(kv) => quote!(::core::option::Option::Some(::core::clone::Clone::clone(&#kv))),

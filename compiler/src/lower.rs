@@ -32,6 +32,8 @@ pub enum WinFn {
     Aggregate,
     /// `.process(f)`
     Process,
+    /// `.apply(f)` of a window join
+    Join,
 }
 
 /// A window operator's settings.
@@ -99,6 +101,10 @@ pub struct LEdge {
     pub to: usize,
     /// The `key_by` selector, for hash edges.
     pub key: Option<usize>,
+    /// The second input of a two-input operator.
+    pub right: bool,
+    /// A `.broadcast()` edge.
+    pub broadcast: bool,
 }
 
 /// The whole job as written.
@@ -137,7 +143,24 @@ struct StreamVal {
     watermarked: bool,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TwoKind {
+    Connect,
+    Join,
+    IntervalJoin,
+}
+
+struct TwoVal {
+    kind: TwoKind,
+    left: StreamVal,
+    right: StreamVal,
+    right_broadcast: bool,
+    bounds: Option<(Expr, Expr)>,
+}
+
 struct WindowedVal {
+    /// For window joins: the two sides.
+    join: Option<(StreamVal, StreamVal)>,
     event_time: bool,
     stream: StreamVal,
     assigner: Expr,
@@ -148,6 +171,7 @@ struct WindowedVal {
 
 enum Value {
     Stream(StreamVal),
+    Two(TwoVal),
     Windowed(WindowedVal),
     /// Ended in a sink.
     Sunk,
@@ -254,6 +278,7 @@ pub fn lower(attr: JobAttr, f: &ItemFn, cx: &Diagnostics) -> Graph {
 
     let mut l = Lowerer {
         cx,
+        broadcast_pending: false,
         env: env_ident.clone(),
         graph: Graph {
             name: attr.name.unwrap_or_else(|| sig.ident.to_string()),
@@ -288,6 +313,8 @@ pub fn lower(attr: JobAttr, f: &ItemFn, cx: &Diagnostics) -> Graph {
 
 struct Lowerer<'a> {
     cx: &'a Diagnostics,
+    /// Set by `.broadcast()`, read by the `connect` that takes the stream.
+    broadcast_pending: bool,
     env: Ident,
     graph: Graph,
     vars: HashMap<String, StreamVar>,
@@ -379,7 +406,7 @@ impl<'a> Lowerer<'a> {
             }
             Stmt::Expr(e, _) => {
                 if self.is_stream_expr(e) {
-                    if let Some(Value::Stream(_) | Value::Windowed(_)) = self.chain(e) {
+                    if let Some(Value::Stream(_) | Value::Windowed(_) | Value::Two(_)) = self.chain(e) {
                         let (_, calls) = flatten(e);
                         let span = calls.last().map(|c| c.method.span()).unwrap_or(e.span());
                         self.cx.error(span, "this stream goes nowhere: end it with `.sink(...)`, or bind it with `let` and use it");
@@ -480,10 +507,20 @@ impl<'a> Lowerer<'a> {
         id
     }
 
+    fn connect_two(&mut self, left: &StreamVal, right: &StreamVal, right_broadcast: bool, to: usize) {
+        self.connect(left, to);
+        for &p in &right.producers {
+            let e = self.graph.edges.len();
+            self.graph.edges.push(LEdge { from: p, to, key: right.key, right: true, broadcast: right_broadcast });
+            self.graph.ops[p].outputs.push(e);
+            self.graph.ops[to].inputs.push(e);
+        }
+    }
+
     fn connect(&mut self, input: &StreamVal, to: usize) {
         for &p in &input.producers {
             let e = self.graph.edges.len();
-            self.graph.edges.push(LEdge { from: p, to, key: input.key });
+            self.graph.edges.push(LEdge { from: p, to, key: input.key, right: false, broadcast: false });
             self.graph.ops[p].outputs.push(e);
             self.graph.ops[to].inputs.push(e);
         }
@@ -547,9 +584,14 @@ impl<'a> Lowerer<'a> {
             }
             if let Value::Windowed(w) = &cur {
                 let func = match method.as_str() {
-                    REDUCE => WinFn::Reduce,
-                    AGGREGATE => WinFn::Aggregate,
-                    PROCESS => WinFn::Process,
+                    APPLY if w.join.is_some() => WinFn::Join,
+                    REDUCE if w.join.is_none() => WinFn::Reduce,
+                    AGGREGATE if w.join.is_none() => WinFn::Aggregate,
+                    PROCESS if w.join.is_none() => WinFn::Process,
+                    _ if w.join.is_some() => {
+                        self.cx.error(span, format!("a windowed join ends with `.apply(|left, right| ...)`, not `.{method}(...)`"));
+                        return None;
+                    }
                     _ => {
                         self.cx.error(span, format!("after `.window(...)` comes the window function: `.reduce(f)`, `.aggregate(aggregator)` or `.process(f)`, not `.{method}(...)`"));
                         return None;
@@ -559,6 +601,7 @@ impl<'a> Lowerer<'a> {
                     WinFn::Reduce => "a closure combining two records",
                     WinFn::Aggregate => "an `Aggregator`",
                     WinFn::Process => "a closure `|key, window, records| outputs`",
+                    WinFn::Join => "a closure `|left, right| output` applied to every pair",
                 };
                 let arg = self.user_arg(mc, what)?;
                 let id = self.new_op(OpKind::Window, mc, Some(arg));
@@ -571,14 +614,82 @@ impl<'a> Lowerer<'a> {
                     self.graph.ops[id].parallelism = Some((1, w.span));
                     self.graph.ops[id].window_all = true;
                 }
-                self.connect(&stream, id);
+                match &w.join {
+                    Some((l, r)) => {
+                        let (l, r) = (l.clone(), r.clone());
+                        self.connect_two(&l, &r, false, id)
+                    }
+                    None => self.connect(&stream, id),
+                }
                 last_op = Some(id);
                 cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: stream.watermarked });
                 continue;
             }
+            if let Value::Two(t) = &mut cur {
+                match (t.kind, method.as_str()) {
+                    (TwoKind::IntervalJoin, BETWEEN) => {
+                        if mc.args.len() != 2 {
+                            self.cx.error(span, "`between` takes the lower and upper bound in milliseconds relative to the left record, such as `.between(-2_000, 1_000)`");
+                            return None;
+                        }
+                        let (lo, hi) = (mc.args[0].clone(), mc.args[1].clone());
+                        self.plain_expr(&lo);
+                        self.plain_expr(&hi);
+                        t.bounds = Some((lo, hi));
+                        continue;
+                    }
+                    (TwoKind::Connect, PROCESS) | (TwoKind::IntervalJoin, PROCESS) => {
+                        let kind = match t.kind {
+                            TwoKind::Connect if t.right_broadcast => OpKind::BroadcastProcess,
+                            TwoKind::Connect => OpKind::CoProcess,
+                            _ => OpKind::IntervalJoin,
+                        };
+                        if kind == OpKind::IntervalJoin && t.bounds.is_none() {
+                            self.cx.error(span, "an interval join needs its bounds: `.interval_join(other).between(lower_ms, upper_ms).process(|l, r| ...)`");
+                            return None;
+                        }
+                        let arg = self.user_arg(mc, "the function")?;
+                        let id = self.new_op(kind, mc, Some(arg));
+                        let watermarked = t.left.watermarked && t.right.watermarked;
+                        self.graph.ops[id].event_time = watermarked;
+                        if let Some((lo, hi)) = &t.bounds {
+                            self.graph.ops[id].arg2 = Some(syn::parse_quote!((#lo, #hi)));
+                        }
+                        if kind == OpKind::IntervalJoin && !watermarked {
+                            self.cx.error(span, "an interval join works in event time: both inputs need `.watermarks(...)` upstream");
+                        }
+                        let (l, r, b) = (t.left.clone(), t.right.clone(), t.right_broadcast);
+                        self.connect_two(&l, &r, b, id);
+                        last_op = Some(id);
+                        cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked });
+                        continue;
+                    }
+                    (TwoKind::Join, WINDOW) => {
+                        let arg = self.user_arg(mc, "a window assigner such as `Tumbling::seconds(10)`")?;
+                        check_window_size(&arg, self.cx);
+                        let event_time = !is_processing_time(&arg) && !is_count_window(&arg);
+                        let watermarked = t.left.watermarked && t.right.watermarked;
+                        if event_time && !watermarked {
+                            self.cx.error(span, "an event-time window join needs watermarks on both inputs: add `.watermarks(...)` upstream of each");
+                        }
+                        let stream = StreamVal { producers: Vec::new(), key: t.left.key, watermarked };
+                        cur = Value::Windowed(WindowedVal { join: Some((t.left.clone(), t.right.clone())), event_time, stream, assigner: arg, lateness: None, span, all: false });
+                        continue;
+                    }
+                    _ => {
+                        let next = match t.kind {
+                            TwoKind::Connect => "`.process(f)`",
+                            TwoKind::Join => "`.window(assigner).apply(f)`",
+                            TwoKind::IntervalJoin => "`.between(lower_ms, upper_ms).process(f)`",
+                        };
+                        self.cx.error(span, format!("`.{method}(...)` cannot follow this; continue with {next}"));
+                        return None;
+                    }
+                }
+            }
             let stream = match &cur {
                 Value::Stream(s) => s.clone(),
-                Value::Windowed(_) => return None,
+                Value::Windowed(_) | Value::Two(_) => return None,
                 Value::Sunk => {
                     self.cx.error(span, format!("`.{method}(...)` cannot follow `.sink(...)`: a sink ends the stream; only settings such as `.parallelism(n)` or `.name(\"...\")` may follow it"));
                     return None;
@@ -635,7 +746,7 @@ impl<'a> Lowerer<'a> {
                         );
                     }
                     last_op = None;
-                    cur = Value::Windowed(WindowedVal { stream, assigner: arg, lateness: None, span, all, event_time });
+                    cur = Value::Windowed(WindowedVal { join: None, stream, assigner: arg, lateness: None, span, all, event_time });
                 }
                 LATE_DATA => {
                     if !mc.args.is_empty() {
@@ -686,6 +797,44 @@ impl<'a> Lowerer<'a> {
                     self.cx.error(span, format!("`{method}` is a window function: call `.window(...)` (or `.window_all(...)`) before it"));
                     return None;
                 }
+                BROADCAST => {
+                    if !mc.args.is_empty() {
+                        self.cx.error(mc.args.span(), "`broadcast()` takes no arguments");
+                    }
+                    last_op = None;
+                    cur = Value::Stream(StreamVal { producers: stream.producers, key: None, watermarked: stream.watermarked });
+                    self.broadcast_pending = true;
+                }
+                CONNECT | JOIN | INTERVAL_JOIN => {
+                    if mc.args.len() != 1 || !self.is_stream_expr(&mc.args[0]) {
+                        self.cx.error(span, format!("`{method}` takes one other stream: `a.{method}(b)`"));
+                        return None;
+                    }
+                    self.broadcast_pending = false;
+                    let other = match self.chain(&mc.args[0]) {
+                        Some(Value::Stream(s)) => s,
+                        _ => {
+                            self.cx.error(mc.args[0].span(), format!("`{method}` takes a stream"));
+                            return None;
+                        }
+                    };
+                    let right_broadcast = std::mem::take(&mut self.broadcast_pending);
+                    if stream.key.is_none() {
+                        self.cx.error(span, format!("`{method}` needs a keyed stream on the left: call `.key_by(|r| ...)` before it"));
+                    }
+                    if right_broadcast && method != CONNECT {
+                        self.cx.error(mc.args[0].span(), "only `connect` takes a broadcast stream");
+                    } else if !right_broadcast && other.key.is_none() {
+                        self.cx.error(mc.args[0].span(), format!("the stream given to `{method}` must be keyed too (`.key_by(...)`, with the same key type) or, for `connect`, broadcast (`.broadcast()`)"));
+                    }
+                    let kind = match method.as_str() {
+                        CONNECT => TwoKind::Connect,
+                        JOIN => TwoKind::Join,
+                        _ => TwoKind::IntervalJoin,
+                    };
+                    last_op = None;
+                    cur = Value::Two(TwoVal { kind, left: stream, right: other, right_broadcast, bounds: None });
+                }
                 KEY_BY => {
                     let arg = self.user_arg(mc, "a key selector closure such as `|r| r.id`")?;
                     let k = self.graph.keys.len();
@@ -719,7 +868,7 @@ impl<'a> Lowerer<'a> {
                                 watermarked &= s.watermarked;
                                 producers.extend(s.producers)
                             }
-                            Some(Value::Windowed(_)) => self.cx.error(a.span(), "this chain ends in `.window(...)` without a window function"),
+                            Some(Value::Windowed(_)) | Some(Value::Two(_)) => self.cx.error(a.span(), "this chain is not finished: it needs its window or join function"),
                             Some(Value::Sunk) => self.cx.error(a.span(), "this chain ends in a sink, so it has no stream to union"),
                             None => {}
                         }

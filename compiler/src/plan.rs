@@ -68,6 +68,12 @@ pub enum OpKind {
     Process,
     /// A side output of a process function.
     SideOutput,
+    /// A keyed co-process function over two connected keyed streams.
+    CoProcess,
+    /// A keyed stream connected to a broadcast stream.
+    BroadcastProcess,
+    /// An interval join of two keyed streams.
+    IntervalJoin,
 }
 
 impl OpKind {
@@ -85,11 +91,14 @@ impl OpKind {
             OpKind::LateData => "late_data",
             OpKind::Process => "process",
             OpKind::SideOutput => "side_output",
+            OpKind::CoProcess => "co_process",
+            OpKind::BroadcastProcess => "broadcast_process",
+            OpKind::IntervalJoin => "interval_join",
         }
     }
     /// Whether the operator keeps keyed state (and so must run after `key_by`).
     pub fn is_keyed(self) -> bool {
-        matches!(self, OpKind::Reduce | OpKind::Window | OpKind::Process)
+        matches!(self, OpKind::Reduce | OpKind::Window | OpKind::Process | OpKind::CoProcess | OpKind::BroadcastProcess | OpKind::IntervalJoin)
     }
 }
 
@@ -145,6 +154,8 @@ pub enum EdgeKind {
     Unkeyed,
     /// After `key_by`: routed by key group.
     Hash,
+    /// `.broadcast()`: every record to every instance.
+    Broadcast,
 }
 
 /// A logical edge.
@@ -263,6 +274,8 @@ pub enum Partitioning {
     Rebalance,
     /// By key group: `xxh3_64(key bytes) % max_parallelism`, then Flink's range assignment.
     Hash,
+    /// Every record to every instance of the consumer.
+    Broadcast,
 }
 
 impl fmt::Display for Partitioning {
@@ -271,6 +284,7 @@ impl fmt::Display for Partitioning {
             Partitioning::Forward => "FORWARD",
             Partitioning::Rebalance => "REBALANCE",
             Partitioning::Hash => "HASH",
+            Partitioning::Broadcast => "BROADCAST",
         })
     }
 }
@@ -468,6 +482,7 @@ pub fn resolve(plan: &JobPlan, cluster: ClusterShape, default_parallelism: Optio
         let (pf, pt) = (&vertices[fv], &vertices[tv]);
         let partitioning = match e.kind {
             EdgeKind::Hash => Partitioning::Hash,
+            EdgeKind::Broadcast => Partitioning::Broadcast,
             EdgeKind::Unkeyed if pf.parallelism == pt.parallelism => Partitioning::Forward,
             EdgeKind::Unkeyed => Partitioning::Rebalance,
         };

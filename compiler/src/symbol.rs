@@ -44,16 +44,28 @@ pub const PROCESS: &str = "process";
 pub const LATE_DATA: &str = "late_data";
 /// `.side_output(TAG)` on a process function's result
 pub const SIDE_OUTPUT: &str = "side_output";
+/// `a.connect(b)`
+pub const CONNECT: &str = "connect";
+/// `.broadcast()`
+pub const BROADCAST: &str = "broadcast";
+/// `a.join(b)`
+pub const JOIN: &str = "join";
+/// `a.interval_join(b)`
+pub const INTERVAL_JOIN: &str = "interval_join";
+/// `.between(lower_ms, upper_ms)` on an interval join
+pub const BETWEEN: &str = "between";
+/// `.apply(f)` on a windowed join
+pub const APPLY: &str = "apply";
 /// `env.arg("name")`
 pub const ARG: &str = "arg";
 /// `env.arg_or("name", default)`
 pub const ARG_OR: &str = "arg_or";
 
 /// Stream operators.
-pub const OPERATORS: &[&str] = &[SOURCE, MAP, FILTER, FLAT_MAP, KEY_BY, REDUCE, UNION, SINK, WATERMARKS, WINDOW, WINDOW_ALL, AGGREGATE, PROCESS, LATE_DATA, SIDE_OUTPUT];
+pub const OPERATORS: &[&str] = &[SOURCE, MAP, FILTER, FLAT_MAP, KEY_BY, REDUCE, UNION, SINK, WATERMARKS, WINDOW, WINDOW_ALL, AGGREGATE, PROCESS, LATE_DATA, SIDE_OUTPUT, CONNECT, BROADCAST, JOIN, INTERVAL_JOIN];
 /// Operator settings.
 pub const SETTINGS: &[&str] = &[PARALLELISM, NAME, DISABLE_CHAINING, START_NEW_CHAIN, CHAIN_WITH_PREVIOUS, SLOT_SHARING_GROUP];
 /// Everything a chain may call, for "did you mean".
 pub const ALL_METHODS: &[&str] = &[
-    SOURCE, MAP, FILTER, FLAT_MAP, KEY_BY, REDUCE, UNION, SINK, WATERMARKS, WINDOW, WINDOW_ALL, ALLOWED_LATENESS, AGGREGATE, PROCESS, LATE_DATA, SIDE_OUTPUT, PARALLELISM, NAME, DISABLE_CHAINING, START_NEW_CHAIN, CHAIN_WITH_PREVIOUS, SLOT_SHARING_GROUP,
+    SOURCE, MAP, FILTER, FLAT_MAP, KEY_BY, REDUCE, UNION, SINK, WATERMARKS, WINDOW, WINDOW_ALL, ALLOWED_LATENESS, AGGREGATE, PROCESS, LATE_DATA, SIDE_OUTPUT, CONNECT, BROADCAST, JOIN, INTERVAL_JOIN, BETWEEN, APPLY, PARALLELISM, NAME, DISABLE_CHAINING, START_NEW_CHAIN, CHAIN_WITH_PREVIOUS, SLOT_SHARING_GROUP,
 ];

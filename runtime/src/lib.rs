@@ -18,6 +18,7 @@ pub mod sinks;
 pub mod sources;
 pub mod testing;
 pub mod time;
+pub mod two_input;
 pub mod watermarks;
 pub mod windows;
 pub mod vertex;
@@ -42,6 +43,7 @@ pub mod prelude {
     pub use crate::time::{CountWindow, Session, SessionProcessingTime, Sliding, SlidingProcessingTime, Tumbling, TumblingProcessingTime, Window, WindowAssigner, WindowKind};
     pub use crate::watermarks::{BoundedOutOfOrderness, Custom, Monotonous, Punctuated, WatermarkGenerator, WatermarkStrategy};
     pub use crate::process::{Context, KeyedProcessFunction, ListState, MapState, OutputTag, ProcessingTimeOnly, TimeDomain, ValueState, WithEventTime};
+    pub use crate::two_input::{BroadcastView, KeyedBroadcastProcessFunction, KeyedCoProcessFunction, Two};
     pub use crate::windows::Aggregator;
     pub use std::time::Duration;
     pub use serde::{Deserialize, Serialize};

@@ -370,6 +370,11 @@ impl<K: Key, I, KF: Fn(&I) -> K, M, P: KeyedProcessFunction<K, I, M>> KeyedProce
         self.side.clear();
     }
 
+    /// The user's function.
+    pub fn func_mut(&mut self) -> &mut P {
+        &mut self.func
+    }
+
     /// Keys with state (for tests and metrics).
     pub fn keys_with_state(&self) -> usize {
         self.state.len()

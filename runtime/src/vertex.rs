@@ -199,6 +199,8 @@ enum Route<F> {
     RoundRobin { workers: Vec<usize>, next: usize },
     /// By key group (hash edges): a table from key group to worker.
     Hash { key: F, max_parallelism: u32, table: Vec<usize> },
+    /// Every record to every one of these workers (broadcast edges).
+    Broadcast { workers: Vec<usize> },
 }
 
 /// Distributes a vertex's output to the consumer's instances: records by the edge's route,
@@ -226,6 +228,7 @@ where
                 workers[*next]
             }
             Route::Hash { key, max_parallelism, table } => table[key_group(key(record).key_hash(), *max_parallelism) as usize],
+            Route::Broadcast { .. } => usize::MAX,
         }
     }
 }
@@ -239,6 +242,18 @@ where
     fn partition<TS: Clone, P: Push<Message<TS, Vec<Msg<T>>>>>(&mut self, container: &mut Vec<Msg<T>>, stamp: &Stamp<TS>, pushers: &mut [P]) {
         for m in container.drain(..) {
             match &m {
+                Msg::Rec(..) if matches!(self.route, Route::Broadcast { .. }) => {
+                    if let Route::Broadcast { workers } = &self.route {
+                        for &w in workers {
+                            let w = w.min(pushers.len() - 1);
+                            self.buffers[w].push(m.clone());
+                            if self.buffers[w].len() >= BATCH {
+                                Message::push_at(&mut self.buffers[w], stamp.clone(), &mut pushers[w]);
+                                self.buffers[w].clear();
+                            }
+                        }
+                    }
+                }
                 Msg::Rec(_, r) => {
                     let t = self.target(r).min(pushers.len() - 1);
                     self.buffers[t].push(m);
@@ -308,6 +323,7 @@ fn route_for<F: Clone>(ctx: &WorkerCtx, from_op: usize, to_vertex: usize, head_o
             let next = producer_instance.unwrap_or(0) % workers.len().max(1);
             Route::RoundRobin { workers, next }
         }
+        Partitioning::Broadcast => Route::Broadcast { workers },
         Partitioning::Hash => {
             let key = key.clone().ok_or_else(|| RuntimeError::internal("hash edge without a key function"))?;
             let p = consumer.parallelism;

@@ -166,6 +166,11 @@ fn new_op<K, T, KF, WF: WindowFunction<K, T>>(key: KF, kind: impl Into<WindowKin
     }
 }
 
+/// A window operator with any window function (window joins use it).
+pub fn window_with<K, T, KF: Clone, WF: WindowFunction<K, T>>(key: &KF, kind: impl Into<WindowKind>, lateness: Duration, func: WF) -> (WindowOp<K, T, KF, WF>, Witness<WF::Out>) {
+    (new_op(key.clone(), kind, lateness, func), Witness::new())
+}
+
 /// The late-data handler of a window whose `late_data()` nobody reads.
 pub fn drop_late<T>(_: EventTime, _: T) -> Result<()> {
     Ok(())
