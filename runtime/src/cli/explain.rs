@@ -97,6 +97,18 @@ pub fn text(plan: &JobPlan, physical: &PhysicalPlan) -> String {
                 op.kind.method(),
                 op.location
             );
+            // Event time at a glance: watermark strategies, window assigners, side outputs.
+            if matches!(
+                op.kind,
+                OpKind::Watermarks
+                    | OpKind::Window
+                    | OpKind::LateData
+                    | OpKind::SideOutput
+                    | OpKind::IntervalJoin
+            ) && !op.detail.is_empty()
+            {
+                let _ = writeln!(s, "      {}", op.detail);
+            }
         }
         let _ = writeln!(s, "  instances:");
         let iw = v.instances.len().saturating_sub(1).to_string().len();
