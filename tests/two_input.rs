@@ -167,3 +167,65 @@ fn window_and_interval_joins_pair_matching_records() {
     assert_eq!(i, expected_i);
     assert!(!i.is_empty());
 }
+
+// --- updating join and aggregation: results retracted and re-emitted as inputs change. ----
+
+/// Total amount per customer name, with retractions.
+struct TotalByName;
+impl RetractingAggregator<(String, i64)> for TotalByName {
+    type Acc = (String, i64);
+    type Out = (String, i64);
+    fn create_accumulator(&self) -> (String, i64) {
+        (String::new(), 0)
+    }
+    fn add(&self, a: (String, i64), v: (String, i64)) -> (String, i64) {
+        (v.0, a.1 + v.1)
+    }
+    fn retract(&self, a: (String, i64), v: (String, i64)) -> (String, i64) {
+        (v.0, a.1 - v.1)
+    }
+    fn result(&self, a: &(String, i64)) -> (String, i64) {
+        a.clone()
+    }
+}
+
+fn totals_changelog() -> &'static CollectSink<Change<(String, i64)>> {
+    static S: OnceLock<CollectSink<Change<(String, i64)>>> = OnceLock::new();
+    S.get_or_init(CollectSink::new)
+}
+
+/// Customers (id, name) as a CDC stream: inserts, one rename (update before/after), one delete.
+fn customers(i: u64) -> Change<(u32, String)> {
+    match i {
+        0 => Change::Insert((1, "ann".to_string())),
+        1 => Change::Insert((2, "bob".to_string())),
+        2 => Change::Insert((3, "cy".to_string())),
+        3 => Change::UpdateBefore((1, "ann".to_string())),
+        4 => Change::UpdateAfter((1, "anna".to_string())),
+        _ => Change::Delete((3, "cy".to_string())),
+    }
+}
+
+#[weir::job(name = "cdc", main = false)]
+fn cdc(env: &mut Env) {
+    let people = env.source(Generator::bounded(6, customers)).parallelism(1).key_by(|c| c.value().0);
+    let orders = env.source(Generator::bounded(30, |i| Change::Insert(((i % 4) as u32, i as i64)))).key_by(|c| c.value().0);
+    people
+        .updating_join(orders)
+        .apply(|p, o| (p.1.clone(), o.1))
+        .key_by(|c| c.value().0.clone())
+        .updating_aggregate(TotalByName)
+        .sink(totals_changelog().clone());
+}
+
+#[test]
+fn updating_join_and_aggregate_converge_to_the_final_tables() {
+    run_local(cdc(), 3, &[]).unwrap();
+    let mut table = Materialized::new();
+    for c in totals_changelog().records() {
+        table.apply(c);
+    }
+    // Final tables: customers {1: anna, 2: bob}; orders of customer k are the i with i % 4 == k.
+    let total = |k: u64| (0..30u64).filter(|i| i % 4 == k).sum::<u64>() as i64;
+    assert_eq!(table.rows().unwrap(), vec![("anna".to_string(), total(1)), ("bob".to_string(), total(2))]);
+}

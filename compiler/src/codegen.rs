@@ -209,7 +209,7 @@ impl VertexGen<'_> {
                 let sides = self.side_drains(op);
                 quote_spanned!(span=> #fv.on_record(__ts, #input, #main)?; #sides)
             }
-            OpKind::IntervalJoin => {
+            OpKind::IntervalJoin | OpKind::UpdatingAggregate | OpKind::UpdatingJoin => {
                 let main = self.window_main(op);
                 quote_spanned!(span=> #fv.on_record(__ts, #input, #main)?;)
             }
@@ -389,6 +389,12 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
             }
             OpKind::SideOutput => {
                 out.extend(quote_spanned!(span=> let #wv = ::weir::__private::side_witness(&#arg);));
+            }
+            OpKind::UpdatingAggregate => {
+                out.extend(quote_spanned!(span=> let (mut #fv, #wv) = ::weir::__private::updating_aggregate(#inw, &#key_v, #arg);));
+            }
+            OpKind::UpdatingJoin => {
+                out.extend(quote_spanned!(span=> let (mut #fv, #wv) = ::weir::__private::updating_join(#inw, &#key_v, #arg);));
             }
             OpKind::IntervalJoin => {
                 let bounds = o.arg2.as_ref();

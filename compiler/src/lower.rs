@@ -148,6 +148,7 @@ enum TwoKind {
     Connect,
     Join,
     IntervalJoin,
+    UpdatingJoin,
 }
 
 struct TwoVal {
@@ -664,6 +665,16 @@ impl<'a> Lowerer<'a> {
                         cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked });
                         continue;
                     }
+                    (TwoKind::UpdatingJoin, APPLY) => {
+                        let arg = self.user_arg(mc, "a closure `|left, right| output` applied to every matching pair")?;
+                        let id = self.new_op(OpKind::UpdatingJoin, mc, Some(arg));
+                        let watermarked = t.left.watermarked && t.right.watermarked;
+                        let (l, r) = (t.left.clone(), t.right.clone());
+                        self.connect_two(&l, &r, false, id);
+                        last_op = Some(id);
+                        cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked });
+                        continue;
+                    }
                     (TwoKind::Join, WINDOW) => {
                         let arg = self.user_arg(mc, "a window assigner such as `Tumbling::seconds(10)`")?;
                         check_window_size(&arg, self.cx);
@@ -681,6 +692,7 @@ impl<'a> Lowerer<'a> {
                             TwoKind::Connect => "`.process(f)`",
                             TwoKind::Join => "`.window(assigner).apply(f)`",
                             TwoKind::IntervalJoin => "`.between(lower_ms, upper_ms).process(f)`",
+                            TwoKind::UpdatingJoin => "`.apply(|left, right| output)`",
                         };
                         self.cx.error(span, format!("`.{method}(...)` cannot follow this; continue with {next}"));
                         return None;
@@ -805,7 +817,17 @@ impl<'a> Lowerer<'a> {
                     cur = Value::Stream(StreamVal { producers: stream.producers, key: None, watermarked: stream.watermarked });
                     self.broadcast_pending = true;
                 }
-                CONNECT | JOIN | INTERVAL_JOIN => {
+                UPDATING_AGGREGATE => {
+                    let arg = self.user_arg(mc, "a `RetractingAggregator`")?;
+                    if stream.key.is_none() {
+                        self.cx.error(span, "`updating_aggregate` aggregates per key: call `.key_by(|change| ...)` before it");
+                    }
+                    let id = self.new_op(OpKind::UpdatingAggregate, mc, Some(arg));
+                    self.connect(&stream, id);
+                    last_op = Some(id);
+                    cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: stream.watermarked });
+                }
+                CONNECT | JOIN | INTERVAL_JOIN | UPDATING_JOIN => {
                     if mc.args.len() != 1 || !self.is_stream_expr(&mc.args[0]) {
                         self.cx.error(span, format!("`{method}` takes one other stream: `a.{method}(b)`"));
                         return None;
@@ -830,6 +852,7 @@ impl<'a> Lowerer<'a> {
                     let kind = match method.as_str() {
                         CONNECT => TwoKind::Connect,
                         JOIN => TwoKind::Join,
+                        UPDATING_JOIN => TwoKind::UpdatingJoin,
                         _ => TwoKind::IntervalJoin,
                     };
                     last_op = None;

@@ -74,6 +74,10 @@ pub enum OpKind {
     BroadcastProcess,
     /// An interval join of two keyed streams.
     IntervalJoin,
+    /// A keyed aggregation of a changelog stream that emits updates and retractions.
+    UpdatingAggregate,
+    /// A regular (non-windowed) inner join of two keyed changelog streams.
+    UpdatingJoin,
 }
 
 impl OpKind {
@@ -94,11 +98,13 @@ impl OpKind {
             OpKind::CoProcess => "co_process",
             OpKind::BroadcastProcess => "broadcast_process",
             OpKind::IntervalJoin => "interval_join",
+            OpKind::UpdatingAggregate => "updating_aggregate",
+            OpKind::UpdatingJoin => "updating_join",
         }
     }
     /// Whether the operator keeps keyed state (and so must run after `key_by`).
     pub fn is_keyed(self) -> bool {
-        matches!(self, OpKind::Reduce | OpKind::Window | OpKind::Process | OpKind::CoProcess | OpKind::BroadcastProcess | OpKind::IntervalJoin)
+        matches!(self, OpKind::Reduce | OpKind::Window | OpKind::Process | OpKind::CoProcess | OpKind::BroadcastProcess | OpKind::IntervalJoin | OpKind::UpdatingAggregate | OpKind::UpdatingJoin)
     }
 }
 

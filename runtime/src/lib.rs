@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod changelog;
 pub mod cli;
 pub mod cluster;
 pub mod data;
@@ -44,6 +45,7 @@ pub mod prelude {
     pub use crate::watermarks::{BoundedOutOfOrderness, Custom, Monotonous, Punctuated, WatermarkGenerator, WatermarkStrategy};
     pub use crate::process::{Context, KeyedProcessFunction, ListState, MapState, OutputTag, ProcessingTimeOnly, TimeDomain, ValueState, WithEventTime};
     pub use crate::two_input::{BroadcastView, KeyedBroadcastProcessFunction, KeyedCoProcessFunction, Two};
+    pub use crate::changelog::{Change, Materialized, RetractingAggregator};
     pub use crate::windows::Aggregator;
     pub use std::time::Duration;
     pub use serde::{Deserialize, Serialize};
