@@ -150,3 +150,45 @@ pub fn run_local(job: Job, workers: usize, args: &[(&str, &str)]) -> Result<RunS
     let (builders, others) = timely::CommunicationConfig::Process(workers).try_build().map_err(RuntimeError::external)?;
     run(Arc::new(job), RunConfig { physical, env, epoch: Duration::from_millis(50) }, builders, others)
 }
+
+/// Run a job as `processes` timely processes of `workers` threads each, all inside this OS
+/// process and connected over TCP on 127.0.0.1 exactly as separate processes are: for tests
+/// that need records and watermarks to cross process boundaries while still inspecting the
+/// output in memory. `job` builds the job (the function `#[weir::job]` generated).
+pub fn run_cluster_local(job: fn() -> Job, processes: usize, workers: usize, args: &[(&str, &str)]) -> Result<Vec<RunSummary>> {
+    use crate::cluster::hosts::ProcessAddr;
+    use crate::cluster::net::{connect_all, start_networking, Mesh};
+    use weir_compiler::plan::ClusterShape;
+    let shape = ClusterShape { nodes: 1, procs_per_node: processes, workers };
+    let plan = job().plan;
+    let physical = weir_compiler::plan::resolve(&plan, shape, None).map_err(|e| RuntimeError::user(e.to_string()))?;
+    let pairs: Vec<(String, String)> = args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let env = Env::from_pairs(&plan, &pairs)?;
+    let mut listeners = Vec::new();
+    let mut addrs = Vec::new();
+    for p in 0..processes {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| RuntimeError::external(format!("cannot bind a loopback port: {e}")))?;
+        let addr = l.local_addr().map_err(|e| RuntimeError::external(e.to_string()))?;
+        addrs.push(ProcessAddr { process: p, node: 0, local: p, addr });
+        listeners.push(l);
+    }
+    let fingerprint = plan.fingerprint();
+    let handles: Vec<_> = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(me, listener)| {
+            let mesh = Mesh { job: plan.name.clone(), fingerprint, shape, processes: addrs.clone(), me };
+            let cfg = RunConfig { physical: physical.clone(), env: env.clone(), epoch: Duration::from_millis(50) };
+            std::thread::spawn(move || -> Result<RunSummary> {
+                let sockets = connect_all(&mesh, listener, Duration::from_secs(30))?;
+                let (builders, others) = start_networking(sockets, me, workers)?;
+                run(Arc::new(job()), cfg, builders, others)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.join().map_err(|_| RuntimeError::internal("a process thread panicked"))??);
+    }
+    Ok(out)
+}
