@@ -395,3 +395,30 @@ fn watermarks_cross_processes_in_order_with_records() {
     assert_eq!(got, vec![(1, 3), (1, 5), (1, 13), (2, 7), (2, 20)]);
     assert_eq!(cross_late().records(), vec![(1, 100)]);
 }
+
+// --- window_all: one instance sees the whole stream. ---------------------------------------
+
+fn all_results() -> &'static CollectSink<(i64, i64, u64)> {
+    static S: OnceLock<CollectSink<(i64, i64, u64)>> = OnceLock::new();
+    S.get_or_init(CollectSink::new)
+}
+
+#[weir::job(name = "window-all", main = false)]
+fn window_all_job(env: &mut Env) {
+    env.source(Generator::bounded(1_000, |i| (i % 7, i as i64 * 10)))
+        .watermarks(BoundedOutOfOrderness::millis(0), |r| r.1)
+        .window_all(Tumbling::seconds(1))
+        .process(|_, w, rs| vec![(w.start, w.end, rs.len() as u64)])
+        .sink(all_results().clone());
+}
+
+#[test]
+fn window_all_counts_the_whole_stream_per_window() {
+    run_local(window_all_job(), 3, &[]).unwrap();
+    let mut got = all_results().records();
+    got.sort();
+    // Event times 0, 10, …, 9990 ms: 100 records in each of 10 one-second windows, across
+    // all source instances.
+    let expected: Vec<_> = (0..10).map(|s| (s * 1000, s * 1000 + 1000, 100)).collect();
+    assert_eq!(got, expected);
+}
