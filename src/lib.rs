@@ -33,7 +33,7 @@ pub mod __private {
     pub use weir_runtime::serde;
     pub use weir_runtime::data::{Epoch, EventTime, Witness};
     pub use weir_runtime::process::{keyed_process, keyed_process_processing_time, side_witness};
-    pub use weir_runtime::two_input::{broadcast_keys, broadcast_process, co_process, interval_join, left, right, two_keys, two_witness, window_join};
+    pub use weir_runtime::two_input::{broadcast_keys, broadcast_process, co_process, co_process_processing_time, interval_join, left, right, two_keys, two_witness, window_join};
     pub use weir_runtime::changelog::{updating_aggregate, updating_join};
     pub use weir_runtime::watermarks::{watermarks, Mark};
     pub use weir_runtime::windows::{drop_late, window_aggregate, window_process, window_reduce};

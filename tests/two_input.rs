@@ -13,16 +13,17 @@ struct Enrich {
     waiting: ListState<String>,
 }
 
-impl KeyedCoProcessFunction<u32, (u32, String), (u32, String)> for Enrich {
+// The inputs have no watermarks: the function says so (no event-time timers).
+impl KeyedCoProcessFunction<u32, (u32, String), (u32, String), ProcessingTimeOnly> for Enrich {
     type Out = (u32, String, String);
-    fn process_element1(&mut self, profile: (u32, String), ctx: &mut Context<'_, u32, Self::Out>) {
+    fn process_element1(&mut self, profile: (u32, String), ctx: &mut Context<'_, u32, Self::Out, ProcessingTimeOnly>) {
         for page in ctx.list(&self.waiting) {
             ctx.emit((profile.0, page, profile.1.clone()));
         }
         ctx.clear_list(&self.waiting);
         ctx.update(&self.tier, profile.1);
     }
-    fn process_element2(&mut self, click: (u32, String), ctx: &mut Context<'_, u32, Self::Out>) {
+    fn process_element2(&mut self, click: (u32, String), ctx: &mut Context<'_, u32, Self::Out, ProcessingTimeOnly>) {
         match ctx.value(&self.tier) {
             Some(tier) => ctx.emit((click.0, click.1, tier)),
             None => ctx.add(&self.waiting, click.1),

@@ -374,7 +374,8 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
             }
             OpKind::Process | OpKind::CoProcess | OpKind::BroadcastProcess => {
                 let call = match o.kind {
-                    OpKind::CoProcess => quote!(::weir::__private::co_process(#inw, &#key_v, #arg)),
+                    OpKind::CoProcess if o.event_time => quote!(::weir::__private::co_process(#inw, &#key_v, #arg)),
+                    OpKind::CoProcess => quote!(::weir::__private::co_process_processing_time(#inw, &#key_v, #arg)),
                     OpKind::BroadcastProcess => quote!(::weir::__private::broadcast_process(#inw, &#key_left, #arg)),
                     _ if o.event_time => quote!(::weir::__private::keyed_process(#inw, &#key_v, #arg)),
                     _ => quote!(::weir::__private::keyed_process_processing_time(#inw, &#key_v, #arg)),

@@ -792,7 +792,7 @@ impl<'a> Lowerer<'a> {
                 SIDE_OUTPUT => {
                     let arg = self.user_arg(mc, "the `OutputTag` of the side output")?;
                     let from = match stream.producers.as_slice() {
-                        [p] if self.graph.ops[*p].kind == OpKind::Process => Some(*p),
+                        [p] if matches!(self.graph.ops[*p].kind, OpKind::Process | OpKind::CoProcess | OpKind::BroadcastProcess) => Some(*p),
                         _ => None,
                     };
                     let Some(p) = from else {

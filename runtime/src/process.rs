@@ -198,9 +198,11 @@ impl<'a, K: Key, O, M> Context<'a, K, O, M> {
             v.push(value);
         }
     }
-    /// Replace the current key's list.
+    /// Replace the current key's list (an empty list clears it).
     pub fn update_list<T: 'static>(&mut self, state: &ListState<T>, values: Vec<T>) {
-        if let Some(v) = self.state.slot::<T, Vec<T>>(state.name) {
+        if values.is_empty() {
+            self.state.values.remove(state.name);
+        } else if let Some(v) = self.state.slot::<T, Vec<T>>(state.name) {
             *v = values;
         }
     }
@@ -218,11 +220,22 @@ impl<'a, K: Key, O, M> Context<'a, K, O, M> {
             m.insert(k, v);
         }
     }
-    /// Remove `k` from the current key's map.
+    /// Remove `k` from the current key's map (the map's last entry clears it).
     pub fn remove<MK: Key, MV: 'static>(&mut self, state: &MapState<MK, MV>, k: &MK) {
-        if let Some(m) = self.state.values.get_mut(state.name).and_then(|b| b.downcast_mut::<HashMap<MK, MV>>()) {
-            m.remove(k);
+        let now_empty = match self.state.values.get_mut(state.name).and_then(|b| b.downcast_mut::<HashMap<MK, MV>>()) {
+            Some(m) => {
+                m.remove(k);
+                m.is_empty()
+            }
+            None => false,
+        };
+        if now_empty {
+            self.state.values.remove(state.name);
         }
+    }
+    /// Clear the current key's map.
+    pub fn clear_map<MK: 'static, MV: 'static>(&mut self, state: &MapState<MK, MV>) {
+        self.state.values.remove(state.name);
     }
     /// All entries of the current key's map (a copy).
     pub fn entries<MK: Key, MV: Clone + 'static>(&self, state: &MapState<MK, MV>) -> Vec<(MK, MV)> {
@@ -448,5 +461,33 @@ mod tests {
         assert_eq!(out[1..], [(12, (2, 1, vec![2])), (15, (1, 0, vec![]))]);
         assert_eq!(odd, vec![1, 3]);
         assert_eq!(op.keys_with_state(), 0, "cleared state is dropped");
+    }
+
+    struct Maps {
+        m: MapState<u32, i64>,
+        l: ListState<i64>,
+    }
+    impl KeyedProcessFunction<u32, (u32, i64)> for Maps {
+        type Out = ();
+        fn process_element(&mut self, r: (u32, i64), ctx: &mut Context<'_, u32, ()>) {
+            if r.1 > 0 {
+                ctx.put(&self.m, 7, r.1);
+                ctx.add(&self.l, r.1);
+            } else {
+                ctx.remove(&self.m, &7);
+                ctx.update_list(&self.l, Vec::new());
+            }
+        }
+    }
+
+    #[test]
+    fn emptied_maps_and_lists_release_the_key() {
+        let kf = |r: &(u32, i64)| r.0;
+        let (mut op, _) = keyed_process(Witness::<(u32, i64)>::new(), &kf, Maps { m: MapState::new("m"), l: ListState::new("l") });
+        let mut out = |_: EventTime, _: ()| Ok(());
+        op.on_record(0, (1, 5), &mut out).unwrap();
+        assert_eq!(op.keys_with_state(), 1);
+        op.on_record(0, (1, -1), &mut out).unwrap();
+        assert_eq!(op.keys_with_state(), 0);
     }
 }

@@ -10,7 +10,7 @@
 use crate::data::{Data, Epoch, EventTime, Msg, Witness};
 use crate::error::Result;
 use crate::key::Key;
-use crate::process::{Context, KeyedProcessFunction, TimeDomain, WithEventTime};
+use crate::process::{Context, KeyedProcessFunction, ProcessingTimeOnly, TimeDomain, WithEventTime};
 use crate::time::WindowKind;
 use crate::vertex::MsgStream;
 use crate::windows::{WindowFunction, WindowOp};
@@ -71,43 +71,60 @@ pub fn two_keys<L, R, K: Key, KL: Fn(&L) -> K + Clone + 'static, KR: Fn(&R) -> K
 }
 
 /// A keyed function over two connected streams sharing keyed state (Flink's
-/// `KeyedCoProcessFunction`).
-pub trait KeyedCoProcessFunction<K, L, R>: 'static {
+/// `KeyedCoProcessFunction`). As for process functions, `M` is [`WithEventTime`] (the
+/// default; both inputs have watermarks) or [`ProcessingTimeOnly`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a co-process function for these streams",
+    label = "these streams need a `KeyedCoProcessFunction<_, _, _, {M}>`",
+    note = "streams without watermarks take `impl KeyedCoProcessFunction<K, L, R, ProcessingTimeOnly>` (no event-time timers); to use event-time timers add `.watermarks(...)` upstream of both inputs"
+)]
+pub trait KeyedCoProcessFunction<K, L, R, M = WithEventTime>: 'static {
     /// What it emits.
     type Out;
     /// A record of the first input.
-    fn process_element1(&mut self, record: L, ctx: &mut Context<'_, K, Self::Out>);
+    fn process_element1(&mut self, record: L, ctx: &mut Context<'_, K, Self::Out, M>);
     /// A record of the second input.
-    fn process_element2(&mut self, record: R, ctx: &mut Context<'_, K, Self::Out>);
+    fn process_element2(&mut self, record: R, ctx: &mut Context<'_, K, Self::Out, M>);
     /// A timer of the current key fired.
-    fn on_timer(&mut self, _time: EventTime, _domain: TimeDomain, _ctx: &mut Context<'_, K, Self::Out>) {}
+    fn on_timer(&mut self, _time: EventTime, _domain: TimeDomain, _ctx: &mut Context<'_, K, Self::Out, M>) {}
 }
 
 /// Runs a co-process function as a process function over [`Two`].
 pub struct CoProcess<F>(pub F);
 
-impl<K, L, R, F: KeyedCoProcessFunction<K, L, R>> KeyedProcessFunction<K, Two<L, R>, WithEventTime> for CoProcess<F> {
+impl<K, L, R, M: 'static, F: KeyedCoProcessFunction<K, L, R, M>> KeyedProcessFunction<K, Two<L, R>, M> for CoProcess<F> {
     type Out = F::Out;
     #[inline]
-    fn process_element(&mut self, record: Two<L, R>, ctx: &mut Context<'_, K, F::Out>) {
+    fn process_element(&mut self, record: Two<L, R>, ctx: &mut Context<'_, K, F::Out, M>) {
         match record {
             Two::Left(l) => self.0.process_element1(l, ctx),
             Two::Right(r) => self.0.process_element2(r, ctx),
         }
     }
-    fn on_timer(&mut self, t: EventTime, d: TimeDomain, ctx: &mut Context<'_, K, F::Out>) {
+    fn on_timer(&mut self, t: EventTime, d: TimeDomain, ctx: &mut Context<'_, K, F::Out, M>) {
         self.0.on_timer(t, d, ctx)
     }
 }
 
-/// `a.connect(b).process(f)` for generated code.
+/// `a.connect(b).process(f)` on inputs with watermarks, for generated code.
 pub fn co_process<L, R, K, KF, F>(w: Witness<Two<L, R>>, key: &KF, f: F) -> (crate::process::KeyedProcessOp<K, Two<L, R>, KF, WithEventTime, CoProcess<F>>, Witness<F::Out>)
 where
     K: Key,
     KF: Fn(&Two<L, R>) -> K + Clone,
-    F: KeyedCoProcessFunction<K, L, R>,
+    F: KeyedCoProcessFunction<K, L, R, WithEventTime>,
 {
     let (op, _) = crate::process::keyed_process(w, key, CoProcess(f));
+    (op, Witness::new())
+}
+
+/// `a.connect(b).process(f)` on inputs without watermarks, for generated code.
+pub fn co_process_processing_time<L, R, K, KF, F>(w: Witness<Two<L, R>>, key: &KF, f: F) -> (crate::process::KeyedProcessOp<K, Two<L, R>, KF, ProcessingTimeOnly, CoProcess<F>>, Witness<F::Out>)
+where
+    K: Key,
+    KF: Fn(&Two<L, R>) -> K + Clone,
+    F: KeyedCoProcessFunction<K, L, R, ProcessingTimeOnly>,
+{
+    let (op, _) = crate::process::keyed_process_processing_time(w, key, CoProcess(f));
     (op, Witness::new())
 }
 
