@@ -67,6 +67,22 @@ fn weir_generator(env: &mut Env) {
 }
 
 #[inline(never)]
+/// One record through source → sink: what starting and stopping a job costs.
+#[weir::job(name = "bench-startup", main = false)]
+fn weir_startup(env: &mut Env) {
+    env.source(Generator::bounded(1, gen)).sink(ChecksumSink::to(&STARTUP_OUT)).start_new_chain();
+}
+
+static STARTUP_OUT: Mutex<Checksum> = Mutex::new(Checksum::ZERO);
+
+#[inline(never)]
+fn run_weir_startup() -> Checksum {
+    let s = weir::runtime::worker::run_local(weir_startup(), 1, &[]).expect("weir run");
+    assert_eq!(s.records_in, 1);
+    common::take(&STARTUP_OUT)
+}
+
+#[inline(never)]
 fn run_weir_pipeline() -> Checksum {
     let s = weir::runtime::worker::run_local(weir_pipeline(), 1, &[]).expect("weir run");
     assert_eq!(s.records_in, N);
@@ -164,6 +180,11 @@ fn run_timely_pipeline() -> Checksum {
 }
 
 #[inline(never)]
+fn run_timely_startup() -> Checksum {
+    timely_run(1, |scope, out| timely_checksum_sink(timely_source(scope, 1), out))
+}
+
+#[inline(never)]
 fn run_timely_generator() -> Checksum {
     timely_run(1, |scope, out| timely_checksum_sink(timely_source(scope, N), out))
 }
@@ -206,6 +227,8 @@ fn expected() -> (Checksum, Checksum) {
         assert_eq!(expected_gen.count, N);
         assert_eq!(run_weir_generator(), expected_gen, "weir generator result");
         assert_eq!(run_timely_generator(), expected_gen, "timely generator result");
+        assert_eq!(run_weir_startup(), loop_generator(1), "weir startup result");
+        assert_eq!(run_timely_startup(), loop_generator(1), "timely startup result");
         (expected, expected_gen)
     })
 }
@@ -225,6 +248,14 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, suffix: &str) {
     g.bench_function("weir/1", |b| b.iter(|| assert_eq!(run_weir_generator(), expected_gen)));
     g.bench_function("timely/1", |b| b.iter(|| assert_eq!(run_timely_generator(), expected_gen)));
     g.bench_function("loop", |b| b.iter(|| assert_eq!(loop_generator(black_box(N)), expected_gen)));
+    g.finish();
+
+    // Fixed cost of a run (threads, plan, dataflow construction, shutdown): one record.
+    let one = loop_generator(1);
+    let mut g = c.benchmark_group(format!("startup{suffix}"));
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("weir/1", |b| b.iter(|| assert_eq!(run_weir_startup(), one)));
+    g.bench_function("timely/1", |b| b.iter(|| assert_eq!(run_timely_startup(), one)));
     g.finish();
 }
 
@@ -248,16 +279,19 @@ criterion_group! {
 }
 
 fn main() {
-    let variants: [(&str, &dyn Fn() -> Checksum); 6] = [
+    let variants: [(&str, &dyn Fn() -> Checksum); 8] = [
         ("weir_pipeline", &run_weir_pipeline),
         ("timely_pipeline", &run_timely_pipeline),
         ("loop_pipeline", &|| loop_pipeline(black_box(N))),
         ("weir_generator", &run_weir_generator),
         ("timely_generator", &run_timely_generator),
         ("loop_generator", &|| loop_generator(black_box(N))),
+        ("weir_startup", &run_weir_startup),
+        ("timely_startup", &run_timely_startup),
     ];
     let (pipeline, generator) = (loop_pipeline(N), loop_generator(N));
-    let expect = |name: &str| if name.ends_with("_pipeline") { pipeline } else { generator };
+    let one = loop_generator(1);
+    let expect = |name: &str| if name.ends_with("_pipeline") { pipeline } else if name.ends_with("_startup") { one } else { generator };
     if common::profile_hook(&variants, |name, got| assert_eq!(got, expect(name), "{name}")) {
         return;
     }

@@ -18,7 +18,8 @@ import json, os, sys
 
 root = sys.argv[1]
 res = {}
-for group in ("pipeline", "generator", "keyed"):
+groups = ("pipeline", "generator", "keyed", "startup")
+for group in groups:
     for kind, suffix in (("wall", ""), ("cpu", "-cpu")):
         gdir = os.path.join(root, group + suffix)
         if not os.path.isdir(gdir):
@@ -36,14 +37,14 @@ for group in ("pipeline", "generator", "keyed"):
             res[(group, kind, bench["function_id"])] = (e["point_estimate"], ci["lower_bound"], ci["upper_bound"], n)
 
 if not res:
-    sys.exit("no pipeline/generator/keyed results found under " + root)
+    sys.exit("no pipeline/generator/keyed/startup results found under " + root)
 
 def ms(ns):
     return f"{ns / 1e6:.2f}"
 
 order = ["weir/1", "timely/1", "weir/2", "timely/2", "loop"]
 for kind, title in (("wall", "wall-clock time"), ("cpu", "process CPU time (all threads)")):
-    rows = sorted((k for k in res if k[1] == kind), key=lambda k: (("pipeline", "generator", "keyed").index(k[0]), order.index(k[2]) if k[2] in order else 99))
+    rows = sorted((k for k in res if k[1] == kind), key=lambda k: (groups.index(k[0]), order.index(k[2]) if k[2] in order else 99))
     if not rows:
         continue
     print(f"### Per run, {title}\n")
@@ -51,7 +52,8 @@ for kind, title in (("wall", "wall-clock time"), ("cpu", "process CPU time (all 
     print("|---|---|---|---|")
     for k in rows:
         t, lo, hi, n = res[k]
-        print(f"| {k[0]} | {k[2]} | {ms(t)} [{ms(lo)}, {ms(hi)}] | {n / t * 1e3:.1f} |")
+        rate = f"{n / t * 1e3:.1f}" if k[0] != "startup" else "(1 record)"
+        print(f"| {k[0]} | {k[2]} | {ms(t)} [{ms(lo)}, {ms(hi)}] | {rate} |")
     print()
     print(f"### Ratios, {title} (time of weir / time of the other; lower is better)\n")
     print("| benchmark | workers | weir / timely | target | weir / loop | target |")
