@@ -1,10 +1,15 @@
-//! End-to-end tests of the `sales-analytics` binary: per-customer totals in every cluster
-//! shape, the placement `explain` prints and `run` uses, slot errors, bad records.
+//! End-to-end tests of the `sales-analytics` binary: per-customer totals per 5-minute
+//! event-time window in every cluster shape, the placement `explain` prints and `run` uses,
+//! slot errors, bad records.
 //!
-//! The job fixes its parallelism in code (default 4 from the attribute, aggregate 8, sink 2),
+//! The job fixes its parallelism in code (default 4 from the attribute, window 8, sink 2),
 //! so every run needs 8 slots: it cannot run on 1 worker or 1 × 4 workers (`--parallelism`
 //! does not override the attribute), so the shapes are 1 × 8, 2 processes × 4 workers and
 //! 2 nodes × 2 processes × 2 workers.
+//!
+//! The inputs are out of order, but never by 30 s or more (the job's bound): then no order is
+//! late, whatever the shape and the timing, and every window's result is all its orders —
+//! exactly one record per customer and window, which plain Rust computes from the file.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -33,35 +38,62 @@ fn io_args(input: &Path, output: &Path) -> Vec<String> {
     ]
 }
 
-/// What plain Rust makes of an orders file: the cents of every large order by customer, and
-/// how many lines are not orders.
+/// The job's window length and out-of-orderness bound.
+const WINDOW_MS: i64 = 5 * 60_000;
+const BOUND_MS: i64 = 30_000;
+
+/// The start of the 5-minute window holding `t` (windows align to the Unix epoch).
+fn window_of(t: i64) -> i64 {
+    t - t.rem_euclid(WINDOW_MS)
+}
+
+/// What plain Rust makes of an orders file: the cents of every large order by customer and
+/// window, how many lines are not orders, and how disordered the orders are.
 #[derive(Debug, Default)]
 struct Expected {
-    /// Customer → cents of each order above 100.0, in file order.
-    cents: BTreeMap<u64, Vec<i64>>,
+    /// (customer, window start) → cents of each order above 100.0, in file order.
+    cents: BTreeMap<(u64, i64), Vec<i64>>,
     /// Lines that are orders.
     orders: u64,
     /// Lines that are not (bad JSON, missing or mistyped field).
     bad: u64,
+    /// Orders whose event time is below one earlier in the file.
+    out_of_order: u64,
+    /// Of those, orders in an earlier window than an order before them.
+    earlier_window: u64,
+    /// The largest `max(earlier event times) − event time`.
+    max_disorder: i64,
 }
 
 impl Expected {
     fn of(text: &str) -> Expected {
         let mut e = Expected::default();
+        let mut max_seen = i64::MIN;
         for line in text.lines() {
             let order = serde_json::from_str::<Value>(line).ok().and_then(|v| {
                 v.get("order_id")?.as_u64()?;
                 v.get("category")?.as_str()?;
-                v.get("event_time")?.as_i64()?;
-                Some((v.get("customer_id")?.as_u64()?, v.get("amount")?.as_f64()?))
+                Some((
+                    v.get("customer_id")?.as_u64()?,
+                    v.get("amount")?.as_f64()?,
+                    v.get("event_time")?.as_i64()?,
+                ))
             });
             match order {
                 None => e.bad += 1,
-                Some((customer, amount)) => {
+                Some((customer, amount, t)) => {
                     e.orders += 1;
+                    if t < max_seen {
+                        e.out_of_order += 1;
+                        e.max_disorder = e.max_disorder.max(max_seen - t);
+                        if window_of(t) < window_of(max_seen) {
+                            e.earlier_window += 1;
+                        }
+                    }
+                    max_seen = max_seen.max(t);
                     if amount > 100.0 {
                         e.cents
-                            .entry(customer)
+                            .entry((customer, window_of(t)))
                             .or_default()
                             .push((amount * 100.0).round() as i64);
                     }
@@ -71,21 +103,31 @@ impl Expected {
         e
     }
 
-    /// Customer → (orders, total_cents).
-    fn finals(&self) -> BTreeMap<u64, (u64, i64)> {
+    /// (customer, window start) → (orders, total_cents).
+    fn windows(&self) -> BTreeMap<(u64, i64), (u64, i64)> {
         self.cents
             .iter()
-            .map(|(&c, v)| (c, (v.len() as u64, v.iter().sum())))
+            .map(|(&k, v)| (k, (v.len() as u64, v.iter().sum())))
             .collect()
+    }
+
+    /// Distinct customers with a large order.
+    fn customers(&self) -> usize {
+        weir_runtime::testing::distinct(&self.cents.keys().map(|k| k.0).collect::<Vec<_>>()).len()
+    }
+
+    /// Distinct windows with a large order.
+    fn window_count(&self) -> usize {
+        weir_runtime::testing::distinct(&self.cents.keys().map(|k| k.1).collect::<Vec<_>>()).len()
     }
 }
 
-/// Check that the output records are valid running totals — `{"customer_id", "orders",
-/// "total_cents"}`, a customer's `orders` exactly 1..=n once each, and the steps between
-/// consecutive totals exactly that customer's large orders (in some order) — and return the
-/// record with the most orders per customer.
-fn final_totals(records: &[Value], expected: &Expected) -> BTreeMap<u64, (u64, i64)> {
-    let mut by_customer: BTreeMap<u64, Vec<(u64, i64)>> = BTreeMap::new();
+/// Check that the output records are window totals — exactly the fields `{"customer_id",
+/// "window_start", "window_end", "orders", "total_cents"}`, a window 5 minutes long and
+/// aligned to the epoch, and each (customer, window) once (nothing is late, so no window
+/// fires twice) — and return them as (customer, window start) → (orders, total_cents).
+fn window_totals(records: &[Value]) -> BTreeMap<(u64, i64), (u64, i64)> {
+    let mut out = BTreeMap::new();
     for r in records {
         let obj = r
             .as_object()
@@ -94,63 +136,38 @@ fn final_totals(records: &[Value], expected: &Expected) -> BTreeMap<u64, (u64, i
         keys.sort_unstable();
         assert_eq!(
             keys,
-            ["customer_id", "orders", "total_cents"],
+            [
+                "customer_id",
+                "orders",
+                "total_cents",
+                "window_end",
+                "window_start"
+            ],
             "unexpected fields: {r}"
         );
-        let (Some(c), Some(n), Some(t)) = (
+        let (Some(c), Some(start), Some(end), Some(n), Some(t)) = (
             r["customer_id"].as_u64(),
+            r["window_start"].as_i64(),
+            r["window_end"].as_i64(),
             r["orders"].as_u64(),
             r["total_cents"].as_i64(),
         ) else {
             panic!("mistyped record: {r}")
         };
-        by_customer.entry(c).or_default().push((n, t));
-    }
-    by_customer
-        .into_iter()
-        .map(|(c, mut steps)| {
-            steps.sort_unstable();
-            let n = steps.len() as u64;
-            assert!(steps.iter().map(|s| s.0).eq(1..=n), "customer {c}: a rolling reduce emits orders 1..={n} once each, got {steps:?}");
-            let deltas: Vec<i64> = steps.iter().scan(0i64, |prev, &(_, t)| Some(t - std::mem::replace(prev, t))).collect();
-            let want = expected.cents.get(&c).cloned().unwrap_or_default();
-            let (extra, missing) = multiset_diff(&deltas, &want);
-            assert!(
-                extra.is_empty() && missing.is_empty(),
-                "customer {c}: the {} steps between its running totals are not its {} large orders (in cents): \
-                 {} extra, e.g. {:?}; {} missing, e.g. {:?}",
-                deltas.len(),
-                want.len(),
-                extra.len(),
-                &extra[..extra.len().min(8)],
-                missing.len(),
-                &missing[..missing.len().min(8)]
+        assert!(
+            start.rem_euclid(WINDOW_MS) == 0 && end - start == WINDOW_MS,
+            "not a 5-minute window aligned to the epoch: {r}"
+        );
+        assert!(n > 0, "a window without orders fired: {r}");
+        if let Some(prev) = out.insert((c, start), (n, t)) {
+            panic!(
+                "customer {c}, window {start}: fired twice, {prev:?} then {:?} (no order is late, \
+                 so every window fires exactly once)",
+                (n, t)
             );
-            (c, *steps.last().unwrap_or(&(0, 0)))
-        })
-        .collect()
-}
-
-/// What `got` has beyond `want`, and what it lacks (as multisets, sorted).
-fn multiset_diff(got: &[i64], want: &[i64]) -> (Vec<i64>, Vec<i64>) {
-    let mut count: BTreeMap<i64, i64> = BTreeMap::new();
-    for &g in got {
-        *count.entry(g).or_default() += 1;
-    }
-    for &w in want {
-        *count.entry(w).or_default() -= 1;
-    }
-    let mut extra = Vec::new();
-    let mut missing = Vec::new();
-    for (v, n) in count {
-        for _ in 0..n.max(0) {
-            extra.push(v);
-        }
-        for _ in 0..(-n).max(0) {
-            missing.push(v);
         }
     }
-    (extra, missing)
+    out
 }
 
 fn explain(args: &[String]) -> (Value, PhysicalPlan) {
@@ -180,17 +197,34 @@ fn summary_sum(outputs: &[Output], field: &str) -> u64 {
         .sum()
 }
 
-/// Run on `input` in every shape (JSON logs); check the totals, the same in every shape and
-/// equal to plain Rust's, 2 part files, and the bad records counted across processes.
+/// No process logged that a window dropped late orders.
+fn assert_nothing_dropped_late(shape: Shape, runs: &[Output]) {
+    for o in runs {
+        assert!(
+            !o.stderr.contains("later than its allowed lateness"),
+            "{shape}: a window dropped late orders, though none is late:\n{o}"
+        );
+    }
+}
+
+/// Run on `input` in every shape (JSON logs); check the window totals, the same in every
+/// shape and equal to plain Rust's, each (customer, window) once, nothing dropped as late,
+/// 2 part files, and the bad records counted across processes.
 fn check_shapes(job: &JobBinary, input: &Path, shapes: &[Shape]) {
     let text = std::fs::read_to_string(input)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", input.display()));
     let expected = Expected::of(&text);
     assert!(
-        expected.cents.len() > 10,
-        "too few customers: the test would prove little"
+        expected.customers() > 10 && expected.window_count() > 10,
+        "too few customers or windows: the test would prove little"
     );
-    let want = expected.finals();
+    assert!(
+        expected.max_disorder < BOUND_MS,
+        "the input is out of order by {} ms, beyond the job's bound: some orders may be late \
+         and the results depend on timing",
+        expected.max_disorder
+    );
+    let want = expected.windows();
     let mut results = Vec::new();
     for &shape in shapes {
         let dir = TempDir::new("sales");
@@ -206,12 +240,13 @@ fn check_shapes(job: &JobBinary, input: &Path, shapes: &[Shape]) {
             "{shape}: the sink has parallelism 2"
         );
         let records: Vec<Value> = parts.into_values().flatten().collect();
-        let got = final_totals(&records, &expected);
+        let got = window_totals(&records);
         assert!(
             got == want,
-            "{shape}: totals differ from plain Rust's:\n{}",
+            "{shape}: window totals differ from plain Rust's:\n{}",
             diff(&want, &got)
         );
+        assert_nothing_dropped_late(shape, &runs);
         assert_eq!(
             summary_sum(&runs, "bad_records"),
             expected.bad,
@@ -234,41 +269,78 @@ fn check_shapes(job: &JobBinary, input: &Path, shapes: &[Shape]) {
     }
 }
 
-fn diff(want: &BTreeMap<u64, (u64, i64)>, got: &BTreeMap<u64, (u64, i64)>) -> String {
+type Totals = BTreeMap<(u64, i64), (u64, i64)>;
+
+fn diff(want: &Totals, got: &Totals) -> String {
     let mut lines = Vec::new();
-    for (c, w) in want {
-        match got.get(c) {
-            None => lines.push(format!("customer {c}: missing (expected {w:?})")),
-            Some(g) if g != w => lines.push(format!(
-                "customer {c}: expected (orders, cents) {w:?}, got {g:?}"
+    for ((c, w), e) in want {
+        match got.get(&(*c, *w)) {
+            None => lines.push(format!(
+                "customer {c}, window {w}: missing (expected (orders, cents) {e:?})"
+            )),
+            Some(g) if g != e => lines.push(format!(
+                "customer {c}, window {w}: expected (orders, cents) {e:?}, got {g:?}"
             )),
             _ => {}
         }
     }
-    for (c, g) in got {
-        if !want.contains_key(c) {
-            lines.push(format!("customer {c}: unexpected {g:?}"));
+    for ((c, w), g) in got {
+        if !want.contains_key(&(*c, *w)) {
+            lines.push(format!("customer {c}, window {w}: unexpected {g:?}"));
         }
     }
+    let n = lines.len();
     lines.truncate(20);
-    lines.join("\n")
+    format!("{n} differences:\n{}", lines.join("\n"))
 }
 
 // ---------------------------------------------------------------------------------------
 // Results
 // ---------------------------------------------------------------------------------------
 
-/// The sample (2000 orders, one malformed line) in one process of 8 workers, one node of 2
-/// processes × 4 workers, and 2 nodes × 2 processes × 2 workers: the totals plain Rust
-/// computes, the malformed line skipped and counted once over all processes.
+/// The sample holds what the results tests rely on: 2000 orders and one malformed line,
+/// spread over many windows, out of order — also across window boundaries, some on a
+/// boundary — but never by the 30 s bound.
 #[test]
-fn sample_totals_are_the_same_in_every_shape_and_match_plain_rust() {
-    let e = Expected::of(&std::fs::read_to_string(sample()).unwrap());
+fn sample_is_out_of_order_within_the_bound_over_many_windows() {
+    let text = std::fs::read_to_string(sample()).unwrap();
+    let e = Expected::of(&text);
     assert_eq!(
         (e.orders, e.bad),
         (2000, 1),
         "the sample changed: update the test"
     );
+    assert!(e.window_count() >= 20, "{} windows", e.window_count());
+    assert!(e.customers() >= 40, "{} customers", e.customers());
+    assert!(
+        e.out_of_order >= 100 && e.earlier_window >= 10,
+        "too little disorder: {} orders out of order, {} of them in an earlier window",
+        e.out_of_order,
+        e.earlier_window
+    );
+    assert!(
+        (20_000..BOUND_MS).contains(&e.max_disorder),
+        "disorder up to {} ms: want close to but below the bound",
+        e.max_disorder
+    );
+    let on_boundary = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["event_time"].as_i64())
+        .filter(|t| t.rem_euclid(WINDOW_MS) == 0 || t.rem_euclid(WINDOW_MS) == WINDOW_MS - 1)
+        .count();
+    assert!(on_boundary > 0, "no order on a window boundary");
+    assert!(
+        e.cents.values().any(|v| v.len() > 3),
+        "no customer has several orders in one window"
+    );
+}
+
+/// The sample in one process of 8 workers, one node of 2 processes × 4 workers, and 2
+/// nodes × 2 processes × 2 workers: the window totals plain Rust computes, each once, the
+/// malformed line skipped and counted once over all processes.
+#[test]
+fn sample_window_totals_are_the_same_in_every_shape_and_match_plain_rust() {
     check_shapes(
         &job(),
         &sample(),
@@ -276,12 +348,13 @@ fn sample_totals_are_the_same_in_every_shape_and_match_plain_rust() {
     );
 }
 
-/// A generated input with one hot customer (85% of the orders: its aggregate instance gets
+/// A generated input with one hot customer (85% of the orders: its window instance gets
 /// more than a batch of records from every source instance, some in other processes),
-/// malformed lines of several kinds (not JSON, a missing field, a mistyped field, a
-/// truncated line), amounts at the 100.0 boundary and halves of a cent.
+/// 30% of the orders up to 29 s late, malformed lines of several kinds (not JSON, a missing
+/// field, a mistyped field, a truncated line), amounts at the 100.0 boundary and halves of
+/// a cent.
 #[test]
-fn generated_orders_give_the_same_totals_in_every_shape() {
+fn generated_orders_give_the_same_window_totals_in_every_shape() {
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move |n: u64| {
         state ^= state << 13;
@@ -302,9 +375,12 @@ fn generated_orders_give_the_same_totals_in_every_shape() {
             _ => format!("{}.{:02}", 50 + next(450), next(100)),
         };
         let cat = categories[next(categories.len() as u64) as usize];
+        // The clock advances 1 s per order; an order is at most 29 s behind it, so at most
+        // 29 s behind any order before it.
+        let late = if next(10) < 3 { next(29_000) } else { 0 };
+        let event_time = 1_700_000_000_000u64 + i * 1000 - late;
         text.push_str(&format!(
-            "{{\"order_id\": {i}, \"customer_id\": {customer}, \"amount\": {amount}, \"category\": \"{cat}\", \"event_time\": {}}}\n",
-            1_700_000_000_000u64 + i * 1000
+            "{{\"order_id\": {i}, \"customer_id\": {customer}, \"amount\": {amount}, \"category\": \"{cat}\", \"event_time\": {event_time}}}\n"
         ));
         match i {
             700 => text.push_str("not json at all\n"),
@@ -316,6 +392,11 @@ fn generated_orders_give_the_same_totals_in_every_shape() {
     }
     let e = Expected::of(&text);
     assert_eq!((e.orders, e.bad), (7_000, 4));
+    assert!(
+        e.earlier_window > 10,
+        "{} orders in an earlier window",
+        e.earlier_window
+    );
     let dir = TempDir::new("sales-input");
     let input = dir.join("orders.jsonl");
     std::fs::write(&input, &text).unwrap();
@@ -338,8 +419,9 @@ fn two_nodes_of_4() -> Vec<String> {
         .to_vec()
 }
 
-/// `explain --format json` on 2 nodes × 1 process × 4 workers: 3 vertices (source, filter
-/// and map chained at parallelism 4; the aggregate at 8; the sink at 2), 14 tasks, every
+/// `explain --format json` on 2 nodes × 1 process × 4 workers: 3 vertices (source,
+/// watermarks, filter and map chained at parallelism 4; the window at 8; the sink at 2),
+/// 14 tasks, every
 /// instance in one of the 8 slots, the instances of a vertex on distinct workers and spread
 /// evenly over both nodes.
 #[test]
@@ -368,7 +450,7 @@ fn explain_places_14_tasks_in_8_slots() {
     assert_eq!(
         ops,
         vec![
-            vec!["orders", "large-orders", "to-cents"],
+            vec!["orders", "order-time", "large-orders", "to-cents"],
             vec!["customer-totals"],
             vec!["totals"]
         ]
@@ -408,15 +490,15 @@ fn explain_places_14_tasks_in_8_slots() {
             vx.name
         );
     }
-    let aggregate: Vec<usize> = plan.vertices[1]
+    let window: Vec<usize> = plan.vertices[1]
         .instances
         .iter()
         .map(|s| s.worker)
         .collect();
     assert_eq!(
-        weir_runtime::testing::distinct(&aggregate),
+        weir_runtime::testing::distinct(&window),
         (0..8).collect::<Vec<_>>(),
-        "the aggregate uses all 8 slots"
+        "the window uses all 8 slots"
     );
     let edges: Vec<(usize, usize, Partitioning)> = plan
         .edges
@@ -437,9 +519,10 @@ fn explain_places_14_tasks_in_8_slots() {
         kinds,
         [
             ("orders", "source"),
+            ("order-time", "watermarks"),
             ("large-orders", "filter"),
             ("to-cents", "map"),
-            ("customer-totals", "reduce"),
+            ("customer-totals", "window"),
             ("totals", "sink")
         ]
     );
@@ -474,14 +557,11 @@ fn run_on_two_nodes_uses_the_plan_explain_prints() {
     let parts = read_parts(&out);
     assert_eq!(parts.len(), explained.vertices[2].parallelism);
     let expected = Expected::of(&std::fs::read_to_string(sample()).unwrap());
-    let got = final_totals(
-        &parts.into_values().flatten().collect::<Vec<_>>(),
-        &expected,
-    );
+    let got = window_totals(&parts.into_values().flatten().collect::<Vec<_>>());
     assert!(
-        got == expected.finals(),
+        got == expected.windows(),
         "{}",
-        diff(&expected.finals(), &got)
+        diff(&expected.windows(), &got)
     );
 }
 
@@ -564,14 +644,11 @@ fn malformed_record_is_skipped_and_reported() {
         "no summary:\n{o}"
     );
     let expected = Expected::of(&std::fs::read_to_string(sample()).unwrap());
-    let got = final_totals(
-        &read_parts(&out).into_values().flatten().collect::<Vec<_>>(),
-        &expected,
-    );
+    let got = window_totals(&read_parts(&out).into_values().flatten().collect::<Vec<_>>());
     assert!(
-        got == expected.finals(),
+        got == expected.windows(),
         "{}",
-        diff(&expected.finals(), &got)
+        diff(&expected.windows(), &got)
     );
 }
 
