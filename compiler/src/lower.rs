@@ -349,8 +349,17 @@ fn location(span: Span) -> String {
     }
 }
 
+/// A compact, readable rendering of an expression (formatted by prettyplease, then joined
+/// on one line). Not `Span::source_text`: in a real proc-macro build it yields only the
+/// first token of an expression.
 fn describe(e: &Expr) -> String {
-    let text = e.span().source_text().unwrap_or_else(|| quote::quote!(#e).to_string());
+    let file: syn::File = syn::parse_quote!(fn f() { #e });
+    let pretty = prettyplease::unparse(&file);
+    let body: Vec<&str> = pretty.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let text = match body.as_slice() {
+        [_, inner @ .., _] => inner.join(" "),
+        _ => quote::quote!(#e).to_string(),
+    };
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() > 80 {
         format!("{}…", one_line.chars().take(79).collect::<String>())

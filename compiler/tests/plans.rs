@@ -169,3 +169,25 @@ fn every_error_is_reported_at_once() {
     assert!(all.contains("`for` loop is not allowed"), "{all}");
     assert_eq!(c.errors.len(), 6, "{all}");
 }
+
+#[test]
+fn operator_details_show_whole_expressions() {
+    let c = compile_job(
+        quote!(),
+        quote! {
+            fn pipeline(env: &mut Env) {
+                env.source(Generator::bounded(10, |i| (i, i as i64)))
+                    .watermarks(BoundedOutOfOrderness::seconds(10), |c| c.1)
+                    .key_by(|c| c.0)
+                    .window(Session::minutes(30))
+                    .process(|k, w, rs| vec![(*k, w.start, rs.len())])
+                    .sink(DiscardSink::new());
+            }
+        },
+    );
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    let plan = c.plan.unwrap();
+    let detail = |kind| plan.operators.iter().find(|o| o.kind == kind).unwrap().detail.clone();
+    assert_eq!(detail(weir_compiler::plan::OpKind::Watermarks), "BoundedOutOfOrderness::seconds(10), timestamps |c| c.1");
+    assert_eq!(detail(weir_compiler::plan::OpKind::Window), "Session::minutes(30), process |k, w, rs| vec![(* k, w.start, rs.len())]");
+}

@@ -74,12 +74,16 @@ pub struct Port<T: Data> {
     buf: Vec<Msg<T>>,
     out: Option<Output<Epoch, Vec<Msg<T>>>>,
     own_watermarks: bool,
+    /// Workers in the cluster: every watermark or idleness marker is emitted once per
+    /// worker, so that the exchange delivers copy j to worker j. (Timely counts the items
+    /// of a container to track progress: a distributor must not create copies itself.)
+    peers: usize,
 }
 
 impl<T: Data> Port<T> {
     /// A port for records of the witnessed type.
     pub fn new(_: Witness<T>) -> Self {
-        Port { buf: Vec::new(), out: None, own_watermarks: false }
+        Port { buf: Vec::new(), out: None, own_watermarks: false, peers: 1 }
     }
     /// A port downstream of a watermark assigner in its chain: it carries the assigner's
     /// watermarks, not the vertex's input watermark.
@@ -90,7 +94,7 @@ impl<T: Data> Port<T> {
     /// Emit an assigner's watermark or idleness marker, as instance `from`.
     pub fn mark(&mut self, from: usize, mark: crate::watermarks::Mark) {
         let from = from as u32;
-        self.buf.push(match mark {
+        self.push_msg(match mark {
             crate::watermarks::Mark::Watermark(wm) => Msg::Watermark { from, wm },
             crate::watermarks::Mark::Idle => Msg::Idle { from },
         });
@@ -100,7 +104,11 @@ impl<T: Data> Port<T> {
     pub fn push(&mut self, ts: EventTime, record: T) {
         self.buf.push(Msg::Rec(ts, record));
     }
+    /// A marker, once per worker (see `peers`).
     fn push_msg(&mut self, m: Msg<T>) {
+        for _ in 1..self.peers {
+            self.buf.push(m.clone());
+        }
         self.buf.push(m);
     }
     fn flush<C: CapabilityTrait<Epoch>>(&mut self, cap: &C) {
@@ -119,7 +127,7 @@ pub trait Ports: 'static {
     /// The timely streams, one per port.
     type Streams<'s>;
     /// Create the operator's outputs.
-    fn attach<'s>(&mut self, builder: &mut OperatorBuilder<'s, Epoch>) -> Self::Streams<'s>;
+    fn attach<'s>(&mut self, builder: &mut OperatorBuilder<'s, Epoch>, peers: usize) -> Self::Streams<'s>;
     /// Ship buffered records of output `i` with capability `caps[i]` (or `caps[0]` for all
     /// when only one is given).
     fn flush<C: CapabilityTrait<Epoch>>(&mut self, caps: &[C]);
@@ -131,7 +139,7 @@ pub trait Ports: 'static {
 
 impl Ports for () {
     type Streams<'s> = ();
-    fn attach<'s>(&mut self, _: &mut OperatorBuilder<'s, Epoch>) {}
+    fn attach<'s>(&mut self, _: &mut OperatorBuilder<'s, Epoch>, _: usize) {}
     fn flush<C: CapabilityTrait<Epoch>>(&mut self, _: &[C]) {}
     fn broadcast(&mut self, _: &Msg<()>) {}
     fn count(&self) -> usize {
@@ -159,10 +167,11 @@ macro_rules! ports_tuple {
     ($n:expr; $($T:ident $i:tt),+) => {
         impl<$($T: Data),+> Ports for ($(Port<$T>,)+) {
             type Streams<'s> = ($(MsgStream<'s, $T>,)+);
-            fn attach<'s>(&mut self, builder: &mut OperatorBuilder<'s, Epoch>) -> Self::Streams<'s> {
+            fn attach<'s>(&mut self, builder: &mut OperatorBuilder<'s, Epoch>, peers: usize) -> Self::Streams<'s> {
                 ($({
                     let (out, stream) = builder.new_output::<Vec<Msg<$T>>>();
                     self.$i.out = Some(out);
+                    self.$i.peers = peers.max(1);
                     stream
                 },)+)
             }
@@ -209,6 +218,10 @@ enum Route<F> {
 struct MsgDistributor<T, F> {
     route: Route<F>,
     buffers: Vec<Vec<Msg<T>>>,
+    /// Producers emit each marker once per worker; copy j goes to worker j.
+    next_mark: usize,
+    /// Broadcast edges are fanned out before the exchange; copy j goes to consumer j.
+    next_copy: usize,
 }
 
 impl<T, K, F> MsgDistributor<T, F>
@@ -240,34 +253,29 @@ where
     F: Fn(&T) -> K,
 {
     fn partition<TS: Clone, P: Push<Message<TS, Vec<Msg<T>>>>>(&mut self, container: &mut Vec<Msg<T>>, stamp: &Stamp<TS>, pushers: &mut [P]) {
+        // Every item goes to exactly one pusher: timely tracks progress by counting items.
         for m in container.drain(..) {
-            match &m {
-                Msg::Rec(..) if matches!(self.route, Route::Broadcast { .. }) => {
-                    if let Route::Broadcast { workers } = &self.route {
-                        for &w in workers {
-                            let w = w.min(pushers.len() - 1);
-                            self.buffers[w].push(m.clone());
-                            if self.buffers[w].len() >= BATCH {
-                                Message::push_at(&mut self.buffers[w], stamp.clone(), &mut pushers[w]);
-                                self.buffers[w].clear();
-                            }
-                        }
+            let t = match &m {
+                Msg::Rec(_, r) => match &self.route {
+                    Route::Broadcast { workers } => {
+                        let w = workers.get(self.next_copy).copied().unwrap_or(0);
+                        self.next_copy = (self.next_copy + 1) % workers.len().max(1);
+                        w
                     }
-                }
-                Msg::Rec(_, r) => {
-                    let t = self.target(r).min(pushers.len() - 1);
-                    self.buffers[t].push(m);
-                    if self.buffers[t].len() >= BATCH {
-                        Message::push_at(&mut self.buffers[t], stamp.clone(), &mut pushers[t]);
-                        // A network pusher hands the (serialized) container back full.
-                        self.buffers[t].clear();
-                    }
-                }
+                    _ => self.target(r),
+                },
                 _ => {
-                    for b in self.buffers.iter_mut() {
-                        b.push(m.clone());
-                    }
+                    let w = self.next_mark;
+                    self.next_mark = (self.next_mark + 1) % pushers.len().max(1);
+                    w
                 }
+            }
+            .min(pushers.len() - 1);
+            self.buffers[t].push(m);
+            if self.buffers[t].len() >= BATCH {
+                Message::push_at(&mut self.buffers[t], stamp.clone(), &mut pushers[t]);
+                // A network pusher hands the (serialized) container back full.
+                self.buffers[t].clear();
             }
         }
     }
@@ -329,6 +337,32 @@ fn route_for<F: Clone>(ctx: &WorkerCtx, from_op: usize, to_vertex: usize, head_o
             let p = consumer.parallelism;
             let table = (0..plan.max_parallelism).map(|kg| workers[instance_for_key_group(kg, p, plan.max_parallelism)]).collect();
             Route::Hash { key, max_parallelism: plan.max_parallelism, table }
+        }
+    })
+}
+
+/// Copy every record `copies` times ahead of a broadcast exchange (markers pass once: their
+/// producer already made one per worker), so the exchange never creates items itself.
+fn fan_out<'s, T: Data>(s: &MsgStream<'s, T>, copies: usize) -> MsgStream<'s, T> {
+    use timely::dataflow::channels::pact::Pipeline;
+    use timely::dataflow::operators::generic::Operator;
+    s.clone().unary(Pipeline, "Broadcast", move |_, _| {
+        move |input, output| {
+            input.for_each(|cap, data| {
+                let mut out: Vec<Msg<T>> = Vec::with_capacity(data.len() * copies);
+                for m in data.drain(..) {
+                    match m {
+                        Msg::Rec(..) => {
+                            for _ in 1..copies {
+                                out.push(m.clone());
+                            }
+                            out.push(m);
+                        }
+                        other => out.push(other),
+                    }
+                }
+                output.session(&cap).give_container(&mut out);
+            });
         }
     })
 }
@@ -439,7 +473,7 @@ where
     let vname = ctx.physical.vertices[spec.id].name.clone();
     let mut builder = OperatorBuilder::new(vname.clone(), scope);
     let info = builder.operator_info();
-    let streams = ports.attach(&mut builder);
+    let streams = ports.attach(&mut builder, ctx.peers);
     let activator = scope.activator_for(info.address);
     let instance = ctx.instance(spec.id);
     let failure = std::sync::Arc::clone(&ctx.failure);
@@ -558,10 +592,16 @@ where
         if let Some(pv) = ctx.physical.edges.iter().find(|e| e.from_operator == input.from_op && e.to_operator == spec.head) {
             expected_wm_inputs += ctx.physical.vertices[pv.from_vertex].parallelism;
         }
-        let pact = DistributorPact(move |n: usize| MsgDistributor { route, buffers: (0..n.max(peers)).map(|_| Vec::new()).collect() });
-        handles.push(builder.new_input(input.stream, pact));
+        let broadcast = matches!(route, Route::Broadcast { .. });
+        let copies = match &route {
+            Route::Broadcast { workers } => workers.len(),
+            _ => 1,
+        };
+        let pact = DistributorPact(move |n: usize| MsgDistributor { route, buffers: (0..n.max(peers)).map(|_| Vec::new()).collect(), next_mark: 0, next_copy: 0 });
+        let stream = if broadcast { fan_out(&input.stream, copies) } else { input.stream };
+        handles.push(builder.new_input(stream, pact));
     }
-    let streams = ports.attach(&mut builder);
+    let streams = ports.attach(&mut builder, ctx.peers);
     let instance = ctx.instance(spec.id);
     let mut state = None;
     if let Some(i) = instance {
@@ -595,6 +635,35 @@ where
             }
             let frontier_min = frontiers.iter().filter_map(|f| f.frontier().iter().min().copied()).min();
             let mut result: Result<()> = Ok(());
+            // Stashed records go first: newer input of the same epoch arrived after them.
+            // Release stashed epochs the frontier has passed, in order.
+            while let Some((&t, _)) = stash.first_key_value() {
+                if frontier_min.is_some_and(|f| f < t) {
+                    break;
+                }
+                let Some((_, (caps, msgs))) = stash.pop_first() else { break };
+                for (port, m) in msgs {
+                    match m {
+                        Msg::Rec(ts, r) => {
+                            if result.is_ok() {
+                                result = logic(Event::Rec(ts, r), &mut ports);
+                            }
+                        }
+                        other => {
+                            if let Some(w) = tracker.observe(port, &other) {
+                                if let (Msg::Watermark { wm, .. }, true) = (&w, result.is_ok()) {
+                                    result = logic(Event::Watermark(*wm), &mut ports);
+                                }
+                                ports.broadcast(&restamp(w, *instance));
+                            }
+                        }
+                    }
+                }
+                if result.is_ok() {
+                    result = logic(Event::Flush, &mut ports);
+                }
+                ports.flush(&caps);
+            }
             for (port, h) in handles.iter_mut().enumerate() {
                 h.for_each(|cap, data| {
                     let t = *cap.stamp().iter().next().unwrap_or(&0);
@@ -628,34 +697,6 @@ where
                     }
                     ports.flush(std::slice::from_ref(&cap));
                 });
-            }
-            // Release stashed epochs the frontier has passed, in order.
-            while let Some((&t, _)) = stash.first_key_value() {
-                if frontier_min.is_some_and(|f| f < t) {
-                    break;
-                }
-                let Some((_, (caps, msgs))) = stash.pop_first() else { break };
-                for (port, m) in msgs {
-                    match m {
-                        Msg::Rec(ts, r) => {
-                            if result.is_ok() {
-                                result = logic(Event::Rec(ts, r), &mut ports);
-                            }
-                        }
-                        other => {
-                            if let Some(w) = tracker.observe(port, &other) {
-                                if let (Msg::Watermark { wm, .. }, true) = (&w, result.is_ok()) {
-                                    result = logic(Event::Watermark(*wm), &mut ports);
-                                }
-                                ports.broadcast(&restamp(w, *instance));
-                            }
-                        }
-                    }
-                }
-                if result.is_ok() {
-                    result = logic(Event::Flush, &mut ports);
-                }
-                ports.flush(&caps);
             }
             // Tell the chain which epochs are complete (sinks flush or commit on it).
             let done = match frontier_min {
@@ -806,6 +847,40 @@ mod tests {
         assert_eq!(t.observe(0, &Msg::<()>::Watermark { from: 0, wm: 30 }), None);
         assert_eq!(t.observe(0, &Msg::<()>::Idle { from: 0 }), None);
         assert_eq!(t.observe(0, &Msg::<()>::Idle { from: 1 }), Some(Msg::Watermark { from: 0, wm: 30 }));
+    }
+
+    struct Collect(Vec<Vec<Msg<u64>>>);
+    impl Push<Message<u64, Vec<Msg<u64>>>> for Collect {
+        fn push(&mut self, m: &mut Option<Message<u64, Vec<Msg<u64>>>>) {
+            if let Some(m) = m.take() {
+                self.0.push(m.data);
+            }
+        }
+    }
+
+    // Timely tracks progress by counting items: the exchange must deliver exactly the items
+    // it was given, one marker copy per worker.
+    #[test]
+    fn distributor_preserves_the_item_count_and_delivers_a_marker_to_each_worker() {
+        use timely::Accountable;
+        let mut d = MsgDistributor::<u64, fn(&u64) -> u64> { route: Route::RoundRobin { workers: vec![0, 1, 2, 3], next: 0 }, buffers: (0..4).map(|_| Vec::new()).collect(), next_mark: 0, next_copy: 0 };
+        let mut pushers: Vec<Collect> = (0..4).map(|_| Collect(Vec::new())).collect();
+        let mut port = Port::new(Witness::<u64>::new());
+        port.peers = 4;
+        port.push(1, 10);
+        port.push(2, 20);
+        port.mark(0, crate::watermarks::Mark::Watermark(i64::MAX));
+        let mut input = std::mem::take(&mut port.buf);
+        let produced = input.record_count();
+        let stamp = Stamp::from_elem(0u64);
+        d.partition(&mut input, &stamp, &mut pushers);
+        d.flush(&stamp, &mut pushers);
+        let consumed: i64 = pushers.iter().flat_map(|p| p.0.iter()).map(|c| c.record_count()).sum();
+        assert_eq!(consumed, produced);
+        for p in &pushers {
+            let marks = p.0.iter().flatten().filter(|m| matches!(m, Msg::Watermark { .. })).count();
+            assert_eq!(marks, 1, "every worker gets the watermark once");
+        }
     }
 
     #[test]
