@@ -17,6 +17,7 @@ pub mod key;
 pub mod process;
 pub mod sinks;
 pub mod sources;
+pub mod state;
 pub mod testing;
 pub mod time;
 pub mod two_input;
