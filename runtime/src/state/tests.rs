@@ -706,14 +706,15 @@ fn a_damaged_version_is_not_copied_to_a_savepoint() {
     assert!(!dir.path().join("sp.partial").exists());
 }
 
-/// Not a benchmark with assertions: prints how long one checkpoint of 10^6 dirty keys
-/// (8-byte keys, 16-byte values) takes, first as new keys, then rewriting all of them.
+/// Not a benchmark with assertions on time: prints how long one checkpoint of many dirty keys
+/// (8-byte keys, 16-byte values) takes, first as new keys, then rewriting all of them. CI runs
+/// 50 000 keys; `WEIR_STATE_TIMING_KEYS=1000000` gives the figure in BENCHMARKS.md.
 #[test]
-fn timing_one_million_dirty_keys() {
+fn timing_many_dirty_keys() {
     let n: u32 = std::env::var("WEIR_STATE_TIMING_KEYS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(50_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = open(dir.path());
     for round in 1..=2u64 {
