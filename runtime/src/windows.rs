@@ -14,8 +14,9 @@
 use crate::data::{EventTime, Witness, NO_TIMESTAMP};
 use crate::error::Result;
 use crate::key::Key;
-use crate::time::{now_millis, window_start, Window, WindowAssigner, WindowKind};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use crate::time::{now_millis, Window, WindowAssigner, WindowKind};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// Incremental aggregation with an accumulator (Flink's `AggregateFunction`).
@@ -127,14 +128,18 @@ pub struct WindowOp<K, T, KF, WF: WindowFunction<K, T>> {
     lateness: i64,
     func: WF,
     watermark: EventTime,
-    /// Non-merging windows: per key, pane start → state.
-    panes: HashMap<K, BTreeMap<EventTime, WF::Acc>>,
+    /// Non-merging windows: (key, pane start) → state (`None` only while being updated).
+    panes: HashMap<(K, EventTime), Option<WF::Acc>>,
     /// Sessions: per key, the live windows.
     sessions: HashMap<K, Vec<(Window, WF::Acc)>>,
-    /// Windows to fire: max timestamp → keys.
-    fire: BTreeMap<EventTime, HashSet<K>>,
-    /// State to drop: time → keys.
-    cleanup: BTreeMap<EventTime, HashSet<K>>,
+    /// Windows to fire: max timestamp → keys, registered once per (key, window) for panes;
+    /// for sessions once per record that moved a session's end (stale entries find nothing).
+    fire: BTreeMap<EventTime, Vec<K>>,
+    /// Panes to drop: time → (key, pane start), once per pane. Not used for tumbling windows
+    /// without lateness: their pane is taken when the window fires.
+    cleanup: BTreeMap<EventTime, Vec<(K, EventTime)>>,
+    /// Sessions to drop (only with allowed lateness): time → keys.
+    cleanup_sessions: BTreeMap<EventTime, Vec<K>>,
     scratch: Vec<Window>,
     dropped_late: u64,
     _t: std::marker::PhantomData<fn(T)>,
@@ -160,6 +165,7 @@ fn new_op<K, T, KF, WF: WindowFunction<K, T>>(key: KF, kind: impl Into<WindowKin
         sessions: HashMap::new(),
         fire: BTreeMap::new(),
         cleanup: BTreeMap::new(),
+        cleanup_sessions: BTreeMap::new(),
         scratch: Vec::new(),
         dropped_late: 0,
         _t: std::marker::PhantomData,
@@ -251,12 +257,23 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
             return Ok(());
         };
         let k = (self.key)(&record);
-        let panes = self.panes.entry(k.clone()).or_default();
-        let acc = panes.remove(&pane.start);
-        panes.insert(pane.start, self.func.add(acc, record));
-        // The pane can go once the last window containing it is past lateness.
-        let last_end = windows.iter().map(|w| w.end).max().unwrap_or(pane.end);
-        self.cleanup.entry((last_end - 1).saturating_add(self.lateness)).or_default().insert(k.clone());
+        let new_pane = match self.panes.entry((k.clone(), pane.start)) {
+            Entry::Occupied(mut o) => {
+                let slot = o.get_mut();
+                *slot = Some(self.func.add(slot.take(), record));
+                false
+            }
+            Entry::Vacant(v) => {
+                v.insert(Some(self.func.add(None, record)));
+                true
+            }
+        };
+        if new_pane && !self.takes_panes() {
+            // The pane can go once the last window containing it is past lateness.
+            let last_end = windows.iter().map(|w| w.end).max().unwrap_or(pane.end);
+            self.cleanup.entry((last_end - 1).saturating_add(self.lateness)).or_default().push((k.clone(), pane.start));
+        }
+        let pane_len = pane.end - pane.start;
         for w in windows.iter().copied() {
             if self.is_late(&w) {
                 continue;
@@ -264,8 +281,9 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
             if w.max_timestamp() <= self.watermark {
                 // Late but within the allowed lateness: fire again with the update.
                 self.fire_window(&k, w, out)?;
-            } else {
-                self.fire.entry(w.max_timestamp()).or_default().insert(k.clone());
+            } else if new_pane && !self.has_other_pane(&k, w, pane.start, pane_len) {
+                // The key's first pane in this window: the window fires for the key.
+                self.fire.entry(w.max_timestamp()).or_default().push(k.clone());
             }
         }
         self.scratch = windows;
@@ -305,14 +323,44 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
         Ok(())
     }
 
+    /// Tumbling windows without lateness: a pane is one window and goes when it fires.
+    fn takes_panes(&self) -> bool {
+        matches!(self.assigner, WindowAssigner::Tumbling { .. }) && self.lateness == 0
+    }
+
+    /// Whether key `k` has state in a pane of `w` other than the one starting at `except`.
+    fn has_other_pane(&self, k: &K, w: Window, except: EventTime, pane_len: i64) -> bool {
+        let mut s = w.start;
+        while s < w.end {
+            if s != except && self.panes.contains_key(&(k.clone(), s)) {
+                return true;
+            }
+            s += pane_len;
+        }
+        false
+    }
+
     fn fire_window<O: FnMut(EventTime, WF::Out) -> Result<()>>(&mut self, k: &K, w: Window, out: &mut O) -> Result<()> {
-        let Some(panes) = self.panes.get(k) else { return Ok(()) };
+        if self.takes_panes() && w.max_timestamp() <= self.watermark {
+            return match self.panes.remove(&(k.clone(), w.start)).flatten() {
+                Some(a) => self.func.emit(k, w, a, out),
+                None => Ok(()),
+            };
+        }
+        let pane_len = match self.assigner {
+            WindowAssigner::Sliding { size, slide, .. } => crate::time::gcd(size, slide),
+            _ => w.end - w.start,
+        };
         let mut acc: Option<WF::Acc> = None;
-        for (_, p) in panes.range(w.start..w.end) {
-            acc = Some(match acc {
-                None => p.clone(),
-                Some(a) => self.func.merge(a, p),
-            });
+        let mut s = w.start;
+        while s < w.end {
+            if let Some(Some(p)) = self.panes.get(&(k.clone(), s)) {
+                acc = Some(match acc {
+                    None => p.clone(),
+                    Some(a) => self.func.merge(a, p),
+                });
+            }
+            s += pane_len;
         }
         match acc {
             Some(a) => self.func.emit(k, w, a, out),
@@ -354,11 +402,13 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
         }
         let acc = self.func.add(acc, record);
         windows.push((merged, acc));
-        self.cleanup.entry(merged.max_timestamp().saturating_add(self.lateness)).or_default().insert(k.clone());
+        if self.lateness > 0 {
+            self.cleanup_sessions.entry(merged.max_timestamp().saturating_add(self.lateness)).or_default().push(k.clone());
+        }
         if merged.max_timestamp() <= self.watermark {
             self.fire_session(&k, merged, out)?;
         } else {
-            self.fire.entry(merged.max_timestamp()).or_default().insert(k);
+            self.fire.entry(merged.max_timestamp()).or_default().push(k);
         }
         Ok(())
     }
@@ -387,15 +437,33 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
                 break;
             }
             let (t, keys) = entry.remove_entry();
-            let mut keys: Vec<K> = keys.into_iter().collect();
-            // Deterministic order within one firing time.
-            keys.sort_by_key(|k| k.key_hash());
+            // Panes register a key once per window, in arrival order (deterministic for a
+            // deterministic input); sessions may register a key more than once.
+            let keys = if self.assigner.is_merging() { sorted_unique(keys) } else { keys };
             for k in keys {
                 match self.assigner {
                     WindowAssigner::Session { .. } => {
-                        let ws: Vec<Window> = self.sessions.get(&k).map(|ws| ws.iter().map(|(w, _)| *w).filter(|w| w.max_timestamp() == t).collect()).unwrap_or_default();
-                        for w in ws {
-                            self.fire_session(&k, w, out)?;
+                        let lateness = self.lateness;
+                        let Some(ws) = self.sessions.get_mut(&k) else { continue };
+                        let mut i = 0;
+                        while i < ws.len() {
+                            if ws[i].0.max_timestamp() != t {
+                                i += 1;
+                                continue;
+                            }
+                            let w = ws[i].0;
+                            if lateness == 0 {
+                                // Fired and expired at once: no clone, no cleanup entry.
+                                let (_, a) = ws.swap_remove(i);
+                                self.func.emit(&k, w, a, out)?;
+                            } else {
+                                let a = ws[i].1.clone();
+                                self.func.emit(&k, w, a, out)?;
+                                i += 1;
+                            }
+                        }
+                        if ws.is_empty() {
+                            self.sessions.remove(&k);
                         }
                     }
                     WindowAssigner::Tumbling { size, .. } | WindowAssigner::Sliding { size, .. } => {
@@ -409,8 +477,15 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
             if *entry.key() > wm {
                 break;
             }
-            let (_, keys) = entry.remove_entry();
-            for k in keys {
+            for key_pane in entry.remove() {
+                self.panes.remove(&key_pane);
+            }
+        }
+        while let Some(entry) = self.cleanup_sessions.first_entry() {
+            if *entry.key() > wm {
+                break;
+            }
+            for k in sorted_unique(entry.remove()) {
                 self.purge(&k);
             }
         }
@@ -429,20 +504,8 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
                     }
                 }
             }
-            WindowAssigner::Tumbling { size, offset } | WindowAssigner::Sliding { size, slide: _, offset } => {
-                let slide = match self.assigner {
-                    WindowAssigner::Sliding { slide, .. } => slide,
-                    _ => size,
-                };
-                if let Some(panes) = self.panes.get_mut(k) {
-                    // A pane starting at s is in windows up to the one starting at
-                    // window_start(s, offset, slide), which ends `size` later.
-                    panes.retain(|&s, _| (window_start(s, offset, slide) + size - 1).saturating_add(lateness) > wm);
-                    if panes.is_empty() {
-                        self.panes.remove(k);
-                    }
-                }
-            }
+            // Panes are dropped one by one from `cleanup`.
+            WindowAssigner::Tumbling { .. } | WindowAssigner::Sliding { .. } => {}
         }
     }
 
@@ -458,10 +521,34 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
         }
     }
 
-    /// Windows with state (for tests and metrics).
+    /// Keys with window state (for tests and metrics).
     pub fn live_keys(&self) -> usize {
-        self.panes.len() + self.sessions.len()
+        let pane_keys: std::collections::HashSet<&K> = self.panes.keys().map(|(k, _)| k).collect();
+        pane_keys.len() + self.sessions.len()
     }
+}
+
+/// Keys in the order of their key hash (deterministic across runs and processes), each once.
+fn sorted_unique<K: Key>(keys: Vec<K>) -> Vec<K> {
+    if keys.len() <= 1 {
+        return keys;
+    }
+    let mut hashed: Vec<(u64, K)> = keys.into_iter().map(|k| (k.key_hash(), k)).collect();
+    hashed.sort_by_key(|(h, _)| *h);
+    let mut out: Vec<K> = Vec::with_capacity(hashed.len());
+    let mut run_start = 0;
+    let mut run_hash = None;
+    for (h, k) in hashed {
+        if run_hash != Some(h) {
+            run_hash = Some(h);
+            run_start = out.len();
+        }
+        // Equal keys have equal hashes: look for a duplicate within this hash's run only.
+        if !out[run_start..].contains(&k) {
+            out.push(k);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
