@@ -68,45 +68,56 @@ fn run_timely(workers: usize) -> Checksum {
         let o = Rc::clone(&out);
         worker.dataflow::<u64, _, _>(|scope| {
             let (index, peers) = (scope.index() as u64, scope.peers() as u64);
-            let records = source::<_, timely::container::CapacityContainerBuilder<Vec<Rec>>, _, _>(scope, "Generate", move |cap, info| {
-                let activator = scope.activator_for(info.address);
-                let mut cap = Some(cap);
-                let mut next = index;
-                move |output| {
-                    let Some(c) = cap.as_ref() else { return };
-                    let mut session = output.session(c);
-                    for _ in 0..4 {
-                        let mut batch = Vec::with_capacity(common::BATCH);
-                        while next < N && batch.len() < common::BATCH {
-                            batch.push(gen(next));
-                            next += peers;
+            let records = source::<_, timely::container::CapacityContainerBuilder<Vec<Rec>>, _, _>(
+                scope,
+                "Generate",
+                move |cap, info| {
+                    let activator = scope.activator_for(info.address);
+                    let mut cap = Some(cap);
+                    let mut next = index;
+                    move |output| {
+                        let Some(c) = cap.as_ref() else { return };
+                        let mut session = output.session(c);
+                        for _ in 0..4 {
+                            let mut batch = Vec::with_capacity(common::BATCH);
+                            while next < N && batch.len() < common::BATCH {
+                                batch.push(gen(next));
+                                next += peers;
+                            }
+                            if batch.is_empty() {
+                                break;
+                            }
+                            session.give_container(&mut batch);
                         }
-                        if batch.is_empty() {
-                            break;
+                        drop(session);
+                        if next >= N {
+                            cap = None;
+                        } else {
+                            activator.activate();
                         }
-                        session.give_container(&mut batch);
                     }
-                    drop(session);
-                    if next >= N {
-                        cap = None;
-                    } else {
-                        activator.activate();
-                    }
-                }
-            });
+                },
+            );
             let exchange = Exchange::new(|r: &Rec| xxhash_rust::xxh3::xxh3_64(&r.0.to_le_bytes()));
-            let sums = records.unary::<timely::container::CapacityContainerBuilder<Vec<Rec>>, _, _, _>(exchange, "RollingSum", |_cap, _info| {
-                let mut state: HashMap<u64, u64> = HashMap::new();
-                move |input, output| {
-                    input.for_each(|time, data| {
-                        output.session(&time).give_iterator(data.drain(..).map(|(k, v)| {
-                            let sum = state.entry(k).or_insert(0);
-                            *sum += v;
-                            (k, *sum)
-                        }));
-                    });
-                }
-            });
+            let sums = records
+                .unary::<timely::container::CapacityContainerBuilder<Vec<Rec>>, _, _, _>(
+                    exchange,
+                    "RollingSum",
+                    |_cap, _info| {
+                        let mut state: HashMap<u64, u64> = HashMap::new();
+                        move |input, output| {
+                            input.for_each(|time, data| {
+                                output.session(&time).give_iterator(data.drain(..).map(
+                                    |(k, v)| {
+                                        let sum = state.entry(k).or_insert(0);
+                                        *sum += v;
+                                        (k, *sum)
+                                    },
+                                ));
+                            });
+                        }
+                    },
+                );
             sums.sink(Pipeline, "Checksum", move |(input, _frontier)| {
                 let mut acc = o.get();
                 input.for_each(|_time, data| {
@@ -166,7 +177,10 @@ fn check(variant: &str, got: Checksum, expected: Checksum) {
     if got == expected {
         return;
     }
-    assert!(tolerate_reorder(variant) && got.same_up_to_order(&expected), "{variant}: result {got:?}, expected {expected:?}");
+    assert!(
+        tolerate_reorder(variant) && got.same_up_to_order(&expected),
+        "{variant}: result {got:?}, expected {expected:?}"
+    );
     REORDERED.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -191,16 +205,23 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, suffix: &str) {
     for w in [1, 2] {
         let (weir, timely) = (format!("weir/{w}"), format!("timely/{w}"));
         g.bench_function(&weir, |b| b.iter(|| check(&weir, run_weir(w), expected)));
-        g.bench_function(&timely, |b| b.iter(|| check(&timely, run_timely(w), expected)));
+        g.bench_function(&timely, |b| {
+            b.iter(|| check(&timely, run_timely(w), expected))
+        });
     }
-    g.bench_function("loop", |b| b.iter(|| check("loop", run_loop(black_box(N)), expected)));
+    g.bench_function("loop", |b| {
+        b.iter(|| check("loop", run_loop(black_box(N)), expected))
+    });
     g.finish();
     report_reorders();
 }
 
 /// Say how many weir/2 runs emitted a key's running sums out of order.
 fn report_reorders() {
-    let (bad, runs) = (REORDERED.swap(0, Ordering::Relaxed), RUNS.swap(0, Ordering::Relaxed));
+    let (bad, runs) = (
+        REORDERED.swap(0, Ordering::Relaxed),
+        RUNS.swap(0, Ordering::Relaxed),
+    );
     if bad > 0 {
         eprintln!("\nWARNING: weir/2 processed a key's records out of order in {bad} of {runs} runs (right records and keys, wrong running sums); see BENCHMARKS.md\n");
     } else if runs > 0 {

@@ -63,14 +63,18 @@ fn weir_pipeline(env: &mut Env) {
 
 #[weir::job(name = "bench-generator", main = false)]
 fn weir_generator(env: &mut Env) {
-    env.source(Generator::bounded(N, gen)).sink(ChecksumSink::to(&GENERATOR_OUT)).start_new_chain();
+    env.source(Generator::bounded(N, gen))
+        .sink(ChecksumSink::to(&GENERATOR_OUT))
+        .start_new_chain();
 }
 
 #[inline(never)]
 /// One record through source → sink: what starting and stopping a job costs.
 #[weir::job(name = "bench-startup", main = false)]
 fn weir_startup(env: &mut Env) {
-    env.source(Generator::bounded(1, gen)).sink(ChecksumSink::to(&STARTUP_OUT)).start_new_chain();
+    env.source(Generator::bounded(1, gen))
+        .sink(ChecksumSink::to(&STARTUP_OUT))
+        .start_new_chain();
 }
 
 static STARTUP_OUT: Mutex<Checksum> = Mutex::new(Checksum::ZERO);
@@ -104,32 +108,36 @@ fn run_weir_generator() -> Checksum {
 /// `BATCH` records per container and at most `budget` records per activation.
 fn timely_source<'s>(scope: timely::dataflow::Scope<'s, u64>, n: u64) -> Stream<'s, u64, Vec<Rec>> {
     let (index, peers) = (scope.index() as u64, scope.peers() as u64);
-    source::<_, timely::container::CapacityContainerBuilder<Vec<Rec>>, _, _>(scope, "Generate", move |cap, info| {
-        let activator = scope.activator_for(info.address);
-        let mut cap = Some(cap);
-        let mut next = index;
-        move |output| {
-            let Some(c) = cap.as_ref() else { return };
-            let mut session = output.session(c);
-            for _ in 0..4 {
-                let mut batch = Vec::with_capacity(BATCH);
-                while next < n && batch.len() < BATCH {
-                    batch.push(gen(next));
-                    next += peers;
+    source::<_, timely::container::CapacityContainerBuilder<Vec<Rec>>, _, _>(
+        scope,
+        "Generate",
+        move |cap, info| {
+            let activator = scope.activator_for(info.address);
+            let mut cap = Some(cap);
+            let mut next = index;
+            move |output| {
+                let Some(c) = cap.as_ref() else { return };
+                let mut session = output.session(c);
+                for _ in 0..4 {
+                    let mut batch = Vec::with_capacity(BATCH);
+                    while next < n && batch.len() < BATCH {
+                        batch.push(gen(next));
+                        next += peers;
+                    }
+                    if batch.is_empty() {
+                        break;
+                    }
+                    session.give_container(&mut batch);
                 }
-                if batch.is_empty() {
-                    break;
+                drop(session);
+                if next >= n {
+                    cap = None;
+                } else {
+                    activator.activate();
                 }
-                session.give_container(&mut batch);
             }
-            drop(session);
-            if next >= n {
-                cap = None;
-            } else {
-                activator.activate();
-            }
-        }
-    })
+        },
+    )
 }
 
 /// Fold a stream into a checksum shared with the worker closure.
@@ -168,25 +176,36 @@ where
 #[inline(never)]
 fn run_timely_pipeline() -> Checksum {
     timely_run(1, |scope, out| {
-        let filtered = timely_source(scope, N).unary::<timely::container::CapacityContainerBuilder<Vec<Rec>>, _, _, _>(Pipeline, "FilterMap", |_cap, _info| {
-            move |input, output| {
-                input.for_each(|time, data| {
-                    output.session(&time).give_iterator(data.drain(..).filter(keep).map(transform));
-                });
-            }
-        });
+        let filtered = timely_source(scope, N)
+            .unary::<timely::container::CapacityContainerBuilder<Vec<Rec>>, _, _, _>(
+                Pipeline,
+                "FilterMap",
+                |_cap, _info| {
+                    move |input, output| {
+                        input.for_each(|time, data| {
+                            output
+                                .session(&time)
+                                .give_iterator(data.drain(..).filter(keep).map(transform));
+                        });
+                    }
+                },
+            );
         timely_checksum_sink(filtered, out);
     })
 }
 
 #[inline(never)]
 fn run_timely_startup() -> Checksum {
-    timely_run(1, |scope, out| timely_checksum_sink(timely_source(scope, 1), out))
+    timely_run(1, |scope, out| {
+        timely_checksum_sink(timely_source(scope, 1), out)
+    })
 }
 
 #[inline(never)]
 fn run_timely_generator() -> Checksum {
-    timely_run(1, |scope, out| timely_checksum_sink(timely_source(scope, N), out))
+    timely_run(1, |scope, out| {
+        timely_checksum_sink(timely_source(scope, N), out)
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -226,9 +245,17 @@ fn expected() -> (Checksum, Checksum) {
         let expected_gen = loop_generator(black_box(N));
         assert_eq!(expected_gen.count, N);
         assert_eq!(run_weir_generator(), expected_gen, "weir generator result");
-        assert_eq!(run_timely_generator(), expected_gen, "timely generator result");
+        assert_eq!(
+            run_timely_generator(),
+            expected_gen,
+            "timely generator result"
+        );
         assert_eq!(run_weir_startup(), loop_generator(1), "weir startup result");
-        assert_eq!(run_timely_startup(), loop_generator(1), "timely startup result");
+        assert_eq!(
+            run_timely_startup(),
+            loop_generator(1),
+            "timely startup result"
+        );
         (expected, expected_gen)
     })
 }
@@ -238,16 +265,28 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, suffix: &str) {
 
     let mut g = c.benchmark_group(format!("pipeline{suffix}"));
     g.throughput(Throughput::Elements(N));
-    g.bench_function("weir/1", |b| b.iter(|| assert_eq!(run_weir_pipeline(), expected)));
-    g.bench_function("timely/1", |b| b.iter(|| assert_eq!(run_timely_pipeline(), expected)));
-    g.bench_function("loop", |b| b.iter(|| assert_eq!(loop_pipeline(black_box(N)), expected)));
+    g.bench_function("weir/1", |b| {
+        b.iter(|| assert_eq!(run_weir_pipeline(), expected))
+    });
+    g.bench_function("timely/1", |b| {
+        b.iter(|| assert_eq!(run_timely_pipeline(), expected))
+    });
+    g.bench_function("loop", |b| {
+        b.iter(|| assert_eq!(loop_pipeline(black_box(N)), expected))
+    });
     g.finish();
 
     let mut g = c.benchmark_group(format!("generator{suffix}"));
     g.throughput(Throughput::Elements(N));
-    g.bench_function("weir/1", |b| b.iter(|| assert_eq!(run_weir_generator(), expected_gen)));
-    g.bench_function("timely/1", |b| b.iter(|| assert_eq!(run_timely_generator(), expected_gen)));
-    g.bench_function("loop", |b| b.iter(|| assert_eq!(loop_generator(black_box(N)), expected_gen)));
+    g.bench_function("weir/1", |b| {
+        b.iter(|| assert_eq!(run_weir_generator(), expected_gen))
+    });
+    g.bench_function("timely/1", |b| {
+        b.iter(|| assert_eq!(run_timely_generator(), expected_gen))
+    });
+    g.bench_function("loop", |b| {
+        b.iter(|| assert_eq!(loop_generator(black_box(N)), expected_gen))
+    });
     g.finish();
 
     // Fixed cost of a run (threads, plan, dataflow construction, shutdown): one record.
@@ -255,7 +294,9 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, suffix: &str) {
     let mut g = c.benchmark_group(format!("startup{suffix}"));
     g.throughput(Throughput::Elements(1));
     g.bench_function("weir/1", |b| b.iter(|| assert_eq!(run_weir_startup(), one)));
-    g.bench_function("timely/1", |b| b.iter(|| assert_eq!(run_timely_startup(), one)));
+    g.bench_function("timely/1", |b| {
+        b.iter(|| assert_eq!(run_timely_startup(), one))
+    });
     g.finish();
 }
 
@@ -291,8 +332,18 @@ fn main() {
     ];
     let (pipeline, generator) = (loop_pipeline(N), loop_generator(N));
     let one = loop_generator(1);
-    let expect = |name: &str| if name.ends_with("_pipeline") { pipeline } else if name.ends_with("_startup") { one } else { generator };
-    if common::profile_hook(&variants, |name, got| assert_eq!(got, expect(name), "{name}")) {
+    let expect = |name: &str| {
+        if name.ends_with("_pipeline") {
+            pipeline
+        } else if name.ends_with("_startup") {
+            one
+        } else {
+            generator
+        }
+    };
+    if common::profile_hook(&variants, |name, got| {
+        assert_eq!(got, expect(name), "{name}")
+    }) {
         return;
     }
     wall_time();

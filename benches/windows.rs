@@ -92,7 +92,9 @@ fn events() -> u64 {
 fn keys() -> u64 {
     static K: OnceLock<u64> = OnceLock::new();
     *K.get_or_init(|| match std::env::var("WEIR_BENCH_KEYS") {
-        Ok(s) => parse_count(&s).filter(|&k| k > 0 && k % 7919 != 0).unwrap_or_else(|| panic!("WEIR_BENCH_KEYS={s}: not a key count prime to 7919")),
+        Ok(s) => parse_count(&s)
+            .filter(|&k| k > 0 && k % 7919 != 0)
+            .unwrap_or_else(|| panic!("WEIR_BENCH_KEYS={s}: not a key count prime to 7919")),
         Err(_) => DEFAULT_KEYS,
     })
 }
@@ -159,13 +161,22 @@ fn acc_add(a: Acc, e: Ev) -> Acc {
 
 #[inline(always)]
 fn acc_merge(a: Acc, b: Acc) -> Acc {
-    (if a.1 > 0 { a.0 } else { b.0 }, a.1 + b.1, a.2.max(b.2), a.3.min(b.3), a.4.max(b.4))
+    (
+        if a.1 > 0 { a.0 } else { b.0 },
+        a.1 + b.1,
+        a.2.max(b.2),
+        a.3.min(b.3),
+        a.4.max(b.4),
+    )
 }
 
 /// What every variant folds into its checksum per fired window.
 #[inline(always)]
 fn window_rec(a: Acc) -> Rec {
-    (a.0, (a.1 << 40) ^ a.2 ^ ((a.3 as u64) << 20) ^ (a.4 as u64).rotate_left(44))
+    (
+        a.0,
+        (a.1 << 40) ^ a.2 ^ ((a.3 as u64) << 20) ^ (a.4 as u64).rotate_left(44),
+    )
 }
 
 /// Count and max of a window (weir's `Aggregator`, Flink's `AggregateFunction`).
@@ -322,7 +333,9 @@ impl Windows for SessionState {
                 break;
             }
             for k in entry.remove() {
-                let Entry::Occupied(mut o) = self.sessions.entry(k) else { continue };
+                let Entry::Occupied(mut o) = self.sessions.entry(k) else {
+                    continue;
+                };
                 o.get_mut().retain(|&(_, end, a)| {
                     let due = end - 1 <= wm;
                     if due {
@@ -350,68 +363,77 @@ fn run_timely<W: Windows>(gen: fn(u64) -> Ev) -> Checksum {
         worker.dataflow::<u64, _, _>(|scope| {
             let (index, peers) = (scope.index() as u64, scope.peers() as u64);
             // Timely time = a lower bound on the event time of what the source still sends.
-            let events = source::<_, timely::container::CapacityContainerBuilder<Vec<Ev>>, _, _>(scope, "Generate", move |cap, info| {
-                let activator = scope.activator_for(info.address);
-                let mut cap = Some(cap);
-                let mut next = index;
-                let mut max_seen = i64::MIN;
-                move |output| {
-                    let Some(c) = cap.as_mut() else { return };
-                    let mut session = output.session(c);
-                    for _ in 0..4 {
-                        let mut batch = Vec::with_capacity(BATCH);
-                        while next < n && batch.len() < BATCH {
-                            let e = gen(next);
-                            max_seen = max_seen.max(e.2);
-                            batch.push(e);
-                            next += peers;
+            let events = source::<_, timely::container::CapacityContainerBuilder<Vec<Ev>>, _, _>(
+                scope,
+                "Generate",
+                move |cap, info| {
+                    let activator = scope.activator_for(info.address);
+                    let mut cap = Some(cap);
+                    let mut next = index;
+                    let mut max_seen = i64::MIN;
+                    move |output| {
+                        let Some(c) = cap.as_mut() else { return };
+                        let mut session = output.session(c);
+                        for _ in 0..4 {
+                            let mut batch = Vec::with_capacity(BATCH);
+                            while next < n && batch.len() < BATCH {
+                                let e = gen(next);
+                                max_seen = max_seen.max(e.2);
+                                batch.push(e);
+                                next += peers;
+                            }
+                            if batch.is_empty() {
+                                break;
+                            }
+                            session.give_container(&mut batch);
                         }
-                        if batch.is_empty() {
-                            break;
-                        }
-                        session.give_container(&mut batch);
-                    }
-                    drop(session);
-                    if next >= n {
-                        cap = None;
-                    } else {
-                        // Watermark max_seen − bound − 1: everything later is ≥ max_seen − bound.
-                        let low = (max_seen - BOUND_MS).max(0) as u64;
-                        if low > *c.time() {
-                            c.downgrade(&low);
-                        }
-                        activator.activate();
-                    }
-                }
-            });
-            let exchange = Exchange::new(|e: &Ev| xxhash_rust::xxh3::xxh3_64(&e.0.to_le_bytes()));
-            let fired = events.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<Rec>>, _, _, _>(exchange, "Windows", |cap, _info| {
-                let mut cap = Some(cap);
-                let mut state = W::default();
-                move |(input, frontier), output| {
-                    input.for_each(|_time, data| {
-                        for e in data.drain(..) {
-                            state.add(e);
-                        }
-                    });
-                    let Some(c) = cap.as_mut() else { return };
-                    match frontier.frontier().first().copied() {
-                        Some(f) if f > *c.time() => {
-                            let mut session = output.session(c);
-                            state.fire(f as i64 - 1, |a| session.give(window_rec(a)));
-                            drop(session);
-                            c.downgrade(&f);
-                        }
-                        Some(_) => {}
-                        None => {
-                            let mut session = output.session(c);
-                            state.fire(i64::MAX, |a| session.give(window_rec(a)));
-                            drop(session);
+                        drop(session);
+                        if next >= n {
                             cap = None;
+                        } else {
+                            // Watermark max_seen − bound − 1: everything later is ≥ max_seen − bound.
+                            let low = (max_seen - BOUND_MS).max(0) as u64;
+                            if low > *c.time() {
+                                c.downgrade(&low);
+                            }
+                            activator.activate();
                         }
                     }
-                }
-            });
+                },
+            );
+            let exchange = Exchange::new(|e: &Ev| xxhash_rust::xxh3::xxh3_64(&e.0.to_le_bytes()));
+            let fired = events
+                .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<Rec>>, _, _, _>(
+                    exchange,
+                    "Windows",
+                    |cap, _info| {
+                        let mut cap = Some(cap);
+                        let mut state = W::default();
+                        move |(input, frontier), output| {
+                            input.for_each(|_time, data| {
+                                for e in data.drain(..) {
+                                    state.add(e);
+                                }
+                            });
+                            let Some(c) = cap.as_mut() else { return };
+                            match frontier.frontier().first().copied() {
+                                Some(f) if f > *c.time() => {
+                                    let mut session = output.session(c);
+                                    state.fire(f as i64 - 1, |a| session.give(window_rec(a)));
+                                    drop(session);
+                                    c.downgrade(&f);
+                                }
+                                Some(_) => {}
+                                None => {
+                                    let mut session = output.session(c);
+                                    state.fire(i64::MAX, |a| session.give(window_rec(a)));
+                                    drop(session);
+                                    cap = None;
+                                }
+                            }
+                        }
+                    },
+                );
             fired.sink(Pipeline, "Checksum", move |(input, _frontier)| {
                 let mut acc = o.get();
                 input.for_each(|_time, data| {
@@ -463,11 +485,23 @@ type Variant = (&'static str, Box<dyn Fn() -> Checksum>);
 fn variants() -> Vec<Variant> {
     vec![
         ("tumbling-weir", Box::new(run_weir_tumbling)),
-        ("tumbling-timely", Box::new(|| run_timely::<TumblingState>(tumbling_event))),
-        ("tumbling-loop", Box::new(|| run_loop::<TumblingState>(tumbling_event, black_box(events())))),
+        (
+            "tumbling-timely",
+            Box::new(|| run_timely::<TumblingState>(tumbling_event)),
+        ),
+        (
+            "tumbling-loop",
+            Box::new(|| run_loop::<TumblingState>(tumbling_event, black_box(events()))),
+        ),
         ("session-weir", Box::new(run_weir_session)),
-        ("session-timely", Box::new(|| run_timely::<SessionState>(session_event))),
-        ("session-loop", Box::new(|| run_loop::<SessionState>(session_event, black_box(events())))),
+        (
+            "session-timely",
+            Box::new(|| run_timely::<SessionState>(session_event)),
+        ),
+        (
+            "session-loop",
+            Box::new(|| run_loop::<SessionState>(session_event, black_box(events()))),
+        ),
         // The process without any run: what the binary itself occupies.
         ("baseline", Box::new(|| Checksum::ZERO)),
     ]
@@ -489,7 +523,11 @@ fn expected_for(variant: &str) -> Checksum {
 /// This process's peak resident set size in KiB (`VmHWM`).
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// What a child reports.
@@ -513,13 +551,20 @@ impl Report {
 
     fn parse(line: &str) -> Option<Report> {
         let rest = line.strip_prefix("RESULT ")?;
-        let f: HashMap<&str, &str> = rest.split(' ').filter_map(|kv| kv.split_once('=')).collect();
+        let f: HashMap<&str, &str> = rest
+            .split(' ')
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
         Some(Report {
             variant: f.get("variant")?.to_string(),
             events: f.get("events")?.parse().ok()?,
             wall_s: f.get("wall_s")?.parse().ok()?,
             cpu_s: f.get("cpu_s")?.parse().ok()?,
-            result: Checksum { count: f.get("windows")?.parse().ok()?, sum: f.get("sum")?.parse().ok()?, keys: f.get("keys")?.parse().ok()? },
+            result: Checksum {
+                count: f.get("windows")?.parse().ok()?,
+                sum: f.get("sum")?.parse().ok()?,
+                keys: f.get("keys")?.parse().ok()?,
+            },
             peak_rss_kib: f.get("vmhwm_kib")?.parse().ok()?,
         })
     }
@@ -527,7 +572,11 @@ impl Report {
 
 /// Child side: run `variant` `WEIR_BENCH_RUNS` times (default 1), print the best run.
 fn child(variant: &str) {
-    let runs: usize = std::env::var("WEIR_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(1).max(1);
+    let runs: usize = std::env::var("WEIR_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let all = variants();
     let Some((name, run)) = all.iter().find(|(n, _)| *n == variant) else {
         let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
@@ -537,12 +586,22 @@ fn child(variant: &str) {
     for _ in 0..runs {
         let (t, cpu) = (Instant::now(), common::process_cpu_ns());
         let r = run();
-        let (wall, cpu) = (t.elapsed().as_secs_f64(), (common::process_cpu_ns() - cpu) as f64 / 1e9);
+        let (wall, cpu) = (
+            t.elapsed().as_secs_f64(),
+            (common::process_cpu_ns() - cpu) as f64 / 1e9,
+        );
         best_wall = best_wall.min(wall);
         best_cpu = best_cpu.min(cpu);
         result = r;
     }
-    let report = Report { variant: name.to_string(), events: events(), wall_s: best_wall, cpu_s: best_cpu, result, peak_rss_kib: peak_rss_kib() };
+    let report = Report {
+        variant: name.to_string(),
+        events: events(),
+        wall_s: best_wall,
+        cpu_s: best_cpu,
+        result,
+        peak_rss_kib: peak_rss_kib(),
+    };
     println!("{}", report.line());
 }
 
@@ -557,8 +616,16 @@ fn spawn(variant: &str, n: u64) -> Report {
         .output()
         .expect("spawn the bench binary");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{variant} with {n} events failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    stdout.lines().find_map(Report::parse).unwrap_or_else(|| panic!("{variant}: no RESULT line in {stdout:?}"))
+    assert!(
+        out.status.success(),
+        "{variant} with {n} events failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(Report::parse)
+        .unwrap_or_else(|| panic!("{variant}: no RESULT line in {stdout:?}"))
 }
 
 fn mib(kib: u64) -> String {
@@ -581,12 +648,26 @@ fn memory_table() {
     // Check every variant against the loop of its benchmark at the same size.
     for r in &rows {
         let bench = r.variant.split('-').next().unwrap_or("");
-        if let Some(lp) = rows.iter().find(|l| l.events == r.events && l.variant == format!("{bench}-loop")) {
-            assert_eq!(r.result, lp.result, "{} with {} events: result differs from the loop's", r.variant, r.events);
+        if let Some(lp) = rows
+            .iter()
+            .find(|l| l.events == r.events && l.variant == format!("{bench}-loop"))
+        {
+            assert_eq!(
+                r.result, lp.result,
+                "{} with {} events: result differs from the loop's",
+                r.variant, r.events
+            );
         }
     }
-    let base = |size: u64| rows.iter().find(|r| r.events == size && r.variant == "baseline").map_or(0, |r| r.peak_rss_kib);
-    println!("\n### Event-time windows, one run per child process (1 worker, {} keys)\n", keys());
+    let base = |size: u64| {
+        rows.iter()
+            .find(|r| r.events == size && r.variant == "baseline")
+            .map_or(0, |r| r.peak_rss_kib)
+    };
+    println!(
+        "\n### Event-time windows, one run per child process (1 worker, {} keys)\n",
+        keys()
+    );
     println!("| benchmark | variant | events | fired windows (= loop) | wall s | M events/s (wall) | CPU s | M events/s (CPU) | peak RSS MiB | RSS − baseline MiB |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in rows.iter().filter(|r| r.variant != "baseline") {
@@ -603,14 +684,27 @@ fn memory_table() {
             mib(r.peak_rss_kib.saturating_sub(base(r.events)))
         );
     }
-    println!("\nbaseline (this bench binary started, no run): peak RSS {} MiB", mib(base(n)));
+    println!(
+        "\nbaseline (this bench binary started, no run): peak RSS {} MiB",
+        mib(base(n))
+    );
     println!("\n| benchmark | events | weir / timely (wall) | weir / timely (CPU) | weir / loop (wall) | timely / loop (wall) |");
     println!("|---|---|---|---|---|---|");
     for &size in &sizes {
         for bench in ["tumbling", "session"] {
-            let get = |v: &str| rows.iter().find(|r| r.events == size && r.variant == format!("{bench}-{v}")).cloned();
+            let get = |v: &str| {
+                rows.iter()
+                    .find(|r| r.events == size && r.variant == format!("{bench}-{v}"))
+                    .cloned()
+            };
             if let (Some(w), Some(t), Some(l)) = (get("weir"), get("timely"), get("loop")) {
-                println!("| {bench} | {size} | {:.2} | {:.2} | {:.2} | {:.2} |", w.wall_s / t.wall_s, w.cpu_s / t.cpu_s, w.wall_s / l.wall_s, t.wall_s / l.wall_s);
+                println!(
+                    "| {bench} | {size} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                    w.wall_s / t.wall_s,
+                    w.cpu_s / t.cpu_s,
+                    w.wall_s / l.wall_s,
+                    t.wall_s / l.wall_s
+                );
             }
         }
     }
@@ -654,7 +748,8 @@ fn main() {
         return;
     }
     let all = variants();
-    let hooks: Vec<(&str, &dyn Fn() -> Checksum)> = all.iter().map(|(n, f)| (*n, f.as_ref())).collect();
+    let hooks: Vec<(&str, &dyn Fn() -> Checksum)> =
+        all.iter().map(|(n, f)| (*n, f.as_ref())).collect();
     if common::profile_hook(&hooks, check) {
         return;
     }

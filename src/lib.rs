@@ -29,19 +29,24 @@ pub mod prelude {
 /// What generated code calls. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    pub use weir_runtime::cli;
-    pub use weir_runtime::serde;
-    pub use weir_runtime::data::{Epoch, EventTime, Witness};
-    pub use weir_runtime::process::{keyed_process, keyed_process_processing_time, side_witness};
-    pub use weir_runtime::two_input::{broadcast_keys, broadcast_process, co_process, co_process_processing_time, interval_join, left, right, two_keys, two_witness, window_join};
     pub use weir_runtime::changelog::{updating_aggregate, updating_join};
-    pub use weir_runtime::watermarks::{watermarks, Mark};
-    pub use weir_runtime::windows::{drop_late, window_aggregate, window_process, window_reduce};
+    pub use weir_runtime::cli;
+    pub use weir_runtime::data::{Epoch, EventTime, Witness};
     pub use weir_runtime::job::{Env, Job, JobMeta};
+    pub use weir_runtime::process::{keyed_process, keyed_process_processing_time, side_witness};
+    pub use weir_runtime::serde;
     pub use weir_runtime::sinks::SinkWriter;
     pub use weir_runtime::timely::dataflow::Scope;
-    pub use weir_runtime::vertex::{
-        chain, edge, filter, flat_map, key_by, map, no_key, open_sink, reduce, sink_close, sink_epoch, source_vertex, source_witness, unary_vertex, witness_of, Event, Port, VertexCtx, VertexSpec,
+    pub use weir_runtime::two_input::{
+        broadcast_keys, broadcast_process, co_process, co_process_processing_time, interval_join,
+        left, right, two_keys, two_witness, window_join,
     };
+    pub use weir_runtime::vertex::{
+        chain, edge, filter, flat_map, key_by, map, no_key, open_sink, reduce, sink_close,
+        sink_epoch, source_vertex, source_witness, unary_vertex, witness_of, Event, Port,
+        VertexCtx, VertexSpec,
+    };
+    pub use weir_runtime::watermarks::{watermarks, Mark};
+    pub use weir_runtime::windows::{drop_late, window_aggregate, window_process, window_reduce};
     pub use weir_runtime::worker::WorkerCtx;
 }

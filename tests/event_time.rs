@@ -37,7 +37,9 @@ fn lateness_late() -> &'static CollectSink<(u32, i64)> {
 #[weir::job(name = "lateness", main = false)]
 fn lateness_job(env: &mut Env) {
     let sums = env
-        .source(Generator::bounded(LATENESS_EVENTS.len() as u64, |i| LATENESS_EVENTS[i as usize]))
+        .source(Generator::bounded(LATENESS_EVENTS.len() as u64, |i| {
+            LATENESS_EVENTS[i as usize]
+        }))
         .parallelism(1)
         .watermarks(Punctuated::new(|e: &Ev, _| e.3), |e| e.2)
         .parallelism(1)
@@ -84,14 +86,25 @@ impl Source for OneQuietInstance {
     fn is_bounded(&self) -> bool {
         true
     }
-    fn open(&self, ctx: &weir::runtime::sources::SourceContext) -> weir::runtime::error::Result<QuietReader> {
-        Ok(QuietReader { instance: ctx.instance, opened: Instant::now(), sent: false })
+    fn open(
+        &self,
+        ctx: &weir::runtime::sources::SourceContext,
+    ) -> weir::runtime::error::Result<QuietReader> {
+        Ok(QuietReader {
+            instance: ctx.instance,
+            opened: Instant::now(),
+            sent: false,
+        })
     }
 }
 
 impl SourceReader for QuietReader {
     type Item = (u32, i64);
-    fn poll<F: FnMut((u32, i64))>(&mut self, _: usize, mut out: F) -> weir::runtime::error::Result<weir::runtime::sources::Poll> {
+    fn poll<F: FnMut((u32, i64))>(
+        &mut self,
+        _: usize,
+        mut out: F,
+    ) -> weir::runtime::error::Result<weir::runtime::sources::Poll> {
         use weir::runtime::sources::Poll;
         if self.instance == 0 {
             if !self.sent {
@@ -101,9 +114,17 @@ impl SourceReader for QuietReader {
                 self.sent = true;
             }
             // Stay alive (no end-of-input watermark) until the quiet one ends too.
-            return Ok(if self.opened.elapsed() > Duration::from_secs(3) { Poll::Done } else { Poll::Idle });
+            return Ok(if self.opened.elapsed() > Duration::from_secs(3) {
+                Poll::Done
+            } else {
+                Poll::Idle
+            });
         }
-        Ok(if self.opened.elapsed() > Duration::from_secs(3) { Poll::Done } else { Poll::Idle })
+        Ok(if self.opened.elapsed() > Duration::from_secs(3) {
+            Poll::Done
+        } else {
+            Poll::Idle
+        })
     }
 }
 
@@ -120,7 +141,10 @@ fn stalled_results() -> &'static CollectSink<(i64, u64)> {
 fn with_idleness(env: &mut Env) {
     env.source(OneQuietInstance)
         .parallelism(2)
-        .watermarks(BoundedOutOfOrderness::millis(0).with_idleness(Duration::from_millis(100)), |r| r.1)
+        .watermarks(
+            BoundedOutOfOrderness::millis(0).with_idleness(Duration::from_millis(100)),
+            |r| r.1,
+        )
         .parallelism(2)
         .key_by(|r| r.0)
         .window(Tumbling::seconds(10))
@@ -150,15 +174,39 @@ fn an_idle_instance_stalls_windows_only_without_idleness() {
     let t0 = since_start();
     run_local(with_idleness(), 2, &[]).unwrap();
     let fired: Vec<_> = idle_results().records();
-    assert_eq!(fired.iter().map(|r| r.0).collect::<Vec<_>>().iter().filter(|&&s| s == 3_000).count(), 1, "{fired:?}");
-    let at = fired.iter().find(|r| r.0 == 3_000).map(|r| r.1 - t0).unwrap();
-    assert!(at < 2_500, "with idleness the window fired only after {at} ms");
+    assert_eq!(
+        fired
+            .iter()
+            .map(|r| r.0)
+            .collect::<Vec<_>>()
+            .iter()
+            .filter(|&&s| s == 3_000)
+            .count(),
+        1,
+        "{fired:?}"
+    );
+    let at = fired
+        .iter()
+        .find(|r| r.0 == 3_000)
+        .map(|r| r.1 - t0)
+        .unwrap();
+    assert!(
+        at < 2_500,
+        "with idleness the window fired only after {at} ms"
+    );
     // Without idleness the quiet instance holds the watermark at its minimum until it ends.
     let t1 = since_start();
     run_local(without_idleness(), 2, &[]).unwrap();
     let stalled = stalled_results().records();
-    let at = stalled.iter().find(|r| r.0 == 3_000).map(|r| r.1 - t1).unwrap();
-    assert!(at >= 3_000, "without idleness the window fired after {at} ms, before the quiet instance ended");
+    let at = stalled
+        .iter()
+        .find(|r| r.0 == 3_000)
+        .map(|r| r.1 - t1)
+        .unwrap();
+    assert!(
+        at >= 3_000,
+        "without idleness the window fired after {at} ms, before the quiet instance ended"
+    );
 }
 
 // --- Property: windowed aggregation equals a naive reference when disorder stays within
@@ -197,14 +245,25 @@ const BOUND_MS: u64 = 300;
 #[weir::job(name = "windows-property", main = false)]
 fn property_job(env: &mut Env) {
     let events = env
-        .source(Generator::bounded(case_events().len() as u64, |i| case_events()[i as usize]))
+        .source(Generator::bounded(case_events().len() as u64, |i| {
+            case_events()[i as usize]
+        }))
         .parallelism(1)
         .watermarks(BoundedOutOfOrderness::millis(BOUND_MS), |e| e.2)
         .parallelism(1);
     let keyed = events.key_by(|e| e.0);
     keyed
         .window(Tumbling::seconds(1))
-        .process(|k, w, es| vec![("tumbling".to_string(), *k, w.start, w.end, es.iter().map(|e| e.1).sum::<i64>(), es.len() as u64)])
+        .process(|k, w, es| {
+            vec![(
+                "tumbling".to_string(),
+                *k,
+                w.start,
+                w.end,
+                es.iter().map(|e| e.1).sum::<i64>(),
+                es.len() as u64,
+            )]
+        })
         .sink(window_results().clone());
     keyed
         .window(Sliding::millis(1_000, 250))
@@ -214,7 +273,16 @@ fn property_job(env: &mut Env) {
         .sink(window_results().clone());
     keyed
         .window(Session::millis(400))
-        .process(|k, w, es| vec![("session".to_string(), *k, w.start, w.end, es.iter().map(|e| e.1).sum::<i64>(), es.len() as u64)])
+        .process(|k, w, es| {
+            vec![(
+                "session".to_string(),
+                *k,
+                w.start,
+                w.end,
+                es.iter().map(|e| e.1).sum::<i64>(),
+                es.len() as u64,
+            )]
+        })
         .sink(window_results().clone());
 }
 
@@ -361,7 +429,9 @@ fn cross_late() -> &'static CollectSink<(u32, i64)> {
 #[weir::job(name = "lateness-across-processes", main = false)]
 fn cross_process_job(env: &mut Env) {
     let sums = env
-        .source(Generator::bounded(LATENESS_EVENTS.len() as u64, |i| LATENESS_EVENTS[i as usize]))
+        .source(Generator::bounded(LATENESS_EVENTS.len() as u64, |i| {
+            LATENESS_EVENTS[i as usize]
+        }))
         .parallelism(1)
         .watermarks(Punctuated::new(|e: &Ev, _| e.3), |e| e.2)
         .parallelism(1)
@@ -382,11 +452,30 @@ fn watermarks_cross_processes_in_order_with_records() {
     // 2 processes × 2 workers: the source runs in one process; window instances in both,
     // so keys 1 and 2 land in different processes (placement alternates processes).
     use weir::runtime::plan::{instance_for_key_group, key_group, resolve, ClusterShape};
-    let physical = resolve(&cross_process_job().plan, ClusterShape { nodes: 1, procs_per_node: 2, workers: 2 }, None).unwrap();
+    let physical = resolve(
+        &cross_process_job().plan,
+        ClusterShape {
+            nodes: 1,
+            procs_per_node: 2,
+            workers: 2,
+        },
+        None,
+    )
+    .unwrap();
     let source_process = physical.vertices[0].instances[0].process;
-    let window = physical.vertices.iter().find(|v| v.name.contains("window")).unwrap();
-    let process_of_key = |k: u32| window.instances[instance_for_key_group(key_group(k.key_hash(), 128), 4, 128)].process;
-    assert_ne!(process_of_key(1 + 4), source_process, "key 1 must be windowed in another process than the source");
+    let window = physical
+        .vertices
+        .iter()
+        .find(|v| v.name.contains("window"))
+        .unwrap();
+    let process_of_key = |k: u32| {
+        window.instances[instance_for_key_group(key_group(k.key_hash(), 128), 4, 128)].process
+    };
+    assert_ne!(
+        process_of_key(1 + 4),
+        source_process,
+        "key 1 must be windowed in another process than the source"
+    );
     weir::runtime::worker::run_cluster_local(cross_process_job, 2, 2, &[]).unwrap();
     let mut got = cross_out().records();
     got.sort();

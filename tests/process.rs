@@ -82,7 +82,11 @@ fn fraud(env: &mut Env) {
         .watermarks(Punctuated::new(|_: &Txn, ts| Some(ts)), |t| t.ts)
         .parallelism(1)
         .key_by(|t| t.card)
-        .process(Detector { small_at: ValueState::new("small-at"), spent: ValueState::new("spent"), timer_set: ValueState::new("timer-set") })
+        .process(Detector {
+            small_at: ValueState::new("small-at"),
+            spent: ValueState::new("spent"),
+            timer_set: ValueState::new("timer-set"),
+        })
         .name("detector");
     checked.sink(summaries().clone());
     checked.side_output(SMALL_THEN_LARGE).sink(alerts().clone());
@@ -110,7 +114,11 @@ struct CountWithin {
 
 impl KeyedProcessFunction<u64, u64, ProcessingTimeOnly> for CountWithin {
     type Out = (u64, u64);
-    fn process_element(&mut self, _: u64, ctx: &mut Context<'_, u64, (u64, u64), ProcessingTimeOnly>) {
+    fn process_element(
+        &mut self,
+        _: u64,
+        ctx: &mut Context<'_, u64, (u64, u64), ProcessingTimeOnly>,
+    ) {
         let n = ctx.value(&self.count).unwrap_or(0);
         if n == 0 {
             let at = ctx.current_processing_time() + 20;
@@ -118,7 +126,12 @@ impl KeyedProcessFunction<u64, u64, ProcessingTimeOnly> for CountWithin {
         }
         ctx.update(&self.count, n + 1);
     }
-    fn on_timer(&mut self, _: EventTime, d: TimeDomain, ctx: &mut Context<'_, u64, (u64, u64), ProcessingTimeOnly>) {
+    fn on_timer(
+        &mut self,
+        _: EventTime,
+        d: TimeDomain,
+        ctx: &mut Context<'_, u64, (u64, u64), ProcessingTimeOnly>,
+    ) {
         assert_eq!(d, TimeDomain::ProcessingTime);
         let n = ctx.value(&self.count).unwrap_or(0);
         ctx.emit((*ctx.key(), n));
@@ -135,7 +148,9 @@ fn counts() -> &'static CollectSink<(u64, u64)> {
 fn processing_timers(env: &mut Env) {
     env.source(Generator::bounded(400, |i| i % 4).rate(4_000.0))
         .key_by(|k| *k)
-        .process(CountWithin { count: ValueState::new("count") })
+        .process(CountWithin {
+            count: ValueState::new("count"),
+        })
         .sink(counts().clone());
 }
 

@@ -1,9 +1,11 @@
-use weir::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use weir::prelude::*;
 
 static COUNT: std::sync::OnceLock<Arc<AtomicU64>> = std::sync::OnceLock::new();
-fn counter() -> Arc<AtomicU64> { COUNT.get_or_init(|| Arc::new(AtomicU64::new(0))).clone() }
+fn counter() -> Arc<AtomicU64> {
+    COUNT.get_or_init(|| Arc::new(AtomicU64::new(0))).clone()
+}
 
 #[weir::job(name = "smoke", main = false)]
 fn pipeline(env: &mut Env) {

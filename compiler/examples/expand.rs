@@ -16,18 +16,30 @@ fn main() {
     let mut out = Vec::new();
     for item in file.items {
         if let syn::Item::Fn(mut f) = item.clone() {
-            if let Some(pos) = f.attrs.iter().position(|a| a.path().segments.last().is_some_and(|s| s.ident == "job")) {
+            if let Some(pos) = f
+                .attrs
+                .iter()
+                .position(|a| a.path().segments.last().is_some_and(|s| s.ident == "job"))
+            {
                 let attr = f.attrs.remove(pos);
                 let args = match attr.meta {
                     syn::Meta::List(l) => l.tokens,
                     _ => Default::default(),
                 };
                 let c = weir_compiler::compile_job(args, quote::quote!(#f));
-                out.push(syn::parse2::<syn::File>(c.tokens).map(|f| prettyplease::unparse(&f)).unwrap_or_else(|e| format!("/* {e} */")));
+                out.push(
+                    syn::parse2::<syn::File>(c.tokens)
+                        .map(|f| prettyplease::unparse(&f))
+                        .unwrap_or_else(|e| format!("/* {e} */")),
+                );
                 continue;
             }
         }
-        out.push(prettyplease::unparse(&syn::File { shebang: None, attrs: vec![], items: vec![item] }));
+        out.push(prettyplease::unparse(&syn::File {
+            shebang: None,
+            attrs: vec![],
+            items: vec![item],
+        }));
     }
     println!("{}", out.join("\n"));
 }

@@ -35,5 +35,9 @@ pub fn chain(g: &Graph) -> Chains {
             }
         }
     }
-    Chains { vertex_of, vertices, chained_edge }
+    Chains {
+        vertex_of,
+        vertices,
+        chained_edge,
+    }
 }

@@ -24,7 +24,9 @@ pub fn job_plan(g: &Graph, c: &Chains) -> plan::JobPlan {
                 id: o.id,
                 kind: o.kind,
                 name: o.resolved_name.clone(),
-                parallelism: o.parallelism.map_or(plan::Par::Default, |(p, _)| plan::Par::Fixed(p)),
+                parallelism: o
+                    .parallelism
+                    .map_or(plan::Par::Default, |(p, _)| plan::Par::Fixed(p)),
                 slot_sharing_group: o.resolved_group.clone(),
                 chaining: if o.disable_chaining.is_some() {
                     plan::Chaining::Disabled
@@ -63,12 +65,21 @@ pub fn job_plan(g: &Graph, c: &Chains) -> plan::JobPlan {
                 plan::Vertex {
                     id,
                     operators: ops.clone(),
-                    parallelism: head.parallelism.map_or(plan::Par::Default, |(p, _)| plan::Par::Fixed(p)),
+                    parallelism: head
+                        .parallelism
+                        .map_or(plan::Par::Default, |(p, _)| plan::Par::Fixed(p)),
                     slot_sharing_group: head.resolved_group.clone(),
                 }
             })
             .collect(),
-        args: g.args.iter().map(|(n, d)| plan::ArgSpec { name: n.clone(), has_default: *d }).collect(),
+        args: g
+            .args
+            .iter()
+            .map(|(n, d)| plan::ArgSpec {
+                name: n.clone(),
+                has_default: *d,
+            })
+            .collect(),
     }
 }
 
@@ -100,18 +111,34 @@ struct VertexGen<'a> {
 
 impl VertexGen<'_> {
     fn children(&self, op: usize) -> Vec<usize> {
-        self.g.ops[op].outputs.iter().filter(|&&e| self.c.chained_edge[e]).map(|&e| self.g.edges[e].to).filter(|&c| !matches!(self.g.ops[c].kind, OpKind::LateData | OpKind::SideOutput)).collect()
+        self.g.ops[op]
+            .outputs
+            .iter()
+            .filter(|&&e| self.c.chained_edge[e])
+            .map(|&e| self.g.edges[e].to)
+            .filter(|&c| !matches!(self.g.ops[c].kind, OpKind::LateData | OpKind::SideOutput))
+            .collect()
     }
 
     fn late_child(&self, op: usize) -> Option<usize> {
-        self.g.ops[op].outputs.iter().filter(|&&e| self.c.chained_edge[e]).map(|&e| self.g.edges[e].to).find(|&c| self.g.ops[c].kind == OpKind::LateData)
+        self.g.ops[op]
+            .outputs
+            .iter()
+            .filter(|&&e| self.c.chained_edge[e])
+            .map(|&e| self.g.edges[e].to)
+            .find(|&c| self.g.ops[c].kind == OpKind::LateData)
     }
 
     /// The side outputs read from a process function: drain each into its continuation.
     fn side_drains(&self, op: usize) -> TokenStream {
         let fv = f(op);
         let mut out = TokenStream::new();
-        for c in self.g.ops[op].outputs.iter().filter(|&&e| self.c.chained_edge[e]).map(|&e| self.g.edges[e].to) {
+        for c in self.g.ops[op]
+            .outputs
+            .iter()
+            .filter(|&&e| self.c.chained_edge[e])
+            .map(|&e| self.g.edges[e].to)
+        {
             if self.g.ops[c].kind != OpKind::SideOutput {
                 continue;
             }
@@ -132,7 +159,13 @@ impl VertexGen<'_> {
             if let Some(p) = self.ports.iter().position(|&p| p == x) {
                 out.push(p);
             }
-            stack.extend(self.g.ops[x].outputs.iter().filter(|&&e| self.c.chained_edge[e]).map(|&e| self.g.edges[e].to));
+            stack.extend(
+                self.g.ops[x]
+                    .outputs
+                    .iter()
+                    .filter(|&&e| self.c.chained_edge[e])
+                    .map(|&e| self.g.edges[e].to),
+            );
         }
         out.sort_unstable();
         out
@@ -140,7 +173,11 @@ impl VertexGen<'_> {
 
     /// Emit an assigner's mark `m` to every port below `op`.
     fn marks(&self, op: usize, m: TokenStream) -> TokenStream {
-        let ports: Vec<syn::Index> = self.ports_below(op).into_iter().map(syn::Index::from).collect();
+        let ports: Vec<syn::Index> = self
+            .ports_below(op)
+            .into_iter()
+            .map(syn::Index::from)
+            .collect();
         quote!(#(__ports.#ports.mark(__inst, #m);)*)
     }
 
@@ -166,7 +203,11 @@ impl VertexGen<'_> {
         }
         let n = children.len();
         for (i, child) in children.into_iter().enumerate() {
-            let input = if i + 1 == n { quote!(#rv) } else { quote!(::core::clone::Clone::clone(&#rv)) };
+            let input = if i + 1 == n {
+                quote!(#rv)
+            } else {
+                quote!(::core::clone::Clone::clone(&#rv))
+            };
             let body = self.apply(child, input);
             out.extend(quote!({ #body }));
         }
@@ -259,12 +300,24 @@ pub fn generate(g: &Graph, c: &Chains, plan_json: &str) -> TokenStream {
 
 fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
     let head = &g.ops[ops[0]];
-    let ports: Vec<usize> = ops.iter().copied().filter(|&o| g.ops[o].outputs.iter().any(|&e| !c.chained_edge[e])).collect();
+    let ports: Vec<usize> = ops
+        .iter()
+        .copied()
+        .filter(|&o| g.ops[o].outputs.iter().any(|&e| !c.chained_edge[e]))
+        .collect();
     let vg = VertexGen { g, c, ports };
     let mut out = TokenStream::new();
     let ordered = ops.iter().any(|&o| g.ops[o].kind.is_keyed());
     // Processing-time windows are written with the `*ProcessingTime` assigners.
-    let ticks = ops.iter().any(|&o| matches!(g.ops[o].kind, OpKind::Process | OpKind::CoProcess | OpKind::BroadcastProcess) || g.ops[o].window.as_ref().is_some_and(|w| crate::lower::is_processing_time(&w.assigner)));
+    let ticks = ops.iter().any(|&o| {
+        matches!(
+            g.ops[o].kind,
+            OpKind::Process | OpKind::CoProcess | OpKind::BroadcastProcess
+        ) || g.ops[o]
+            .window
+            .as_ref()
+            .is_some_and(|w| crate::lower::is_processing_time(&w.assigner))
+    });
     let head_id = head.id;
     let spec = quote!(::weir::__private::VertexSpec { id: #vid, head: #head_id, ordered: #ordered, ticks: #ticks });
 
@@ -274,12 +327,19 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
     let mut key_expr = None;
     let two_input = head.inputs.iter().any(|&e| g.edges[e].right);
     let key_left = format_ident!("__keyl{}", vid);
-    let (win_l, win_r) = (format_ident!("__winl{}", vid), format_ident!("__winr{}", vid));
+    let (win_l, win_r) = (
+        format_ident!("__winl{}", vid),
+        format_ident!("__winr{}", vid),
+    );
     if two_input {
         let lfirst = head.inputs.iter().map(|&e| &g.edges[e]).find(|e| !e.right);
         let rfirst = head.inputs.iter().map(|&e| &g.edges[e]).find(|e| e.right);
         let (Some(lf), Some(rf)) = (lfirst, rfirst) else {
-            return syn::Error::new(head.span, "weir-compiler bug: a two-input operator without both inputs").to_compile_error();
+            return syn::Error::new(
+                head.span,
+                "weir-compiler bug: a two-input operator without both inputs",
+            )
+            .to_compile_error();
         };
         let (lw, rw) = (w(lf.from), w(rf.from));
         let span = head.span;
@@ -287,7 +347,9 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
         let lkey = lf.key.map(|k| (&g.keys[k].expr, g.keys[k].span));
         let rkey = rf.key.map(|k| (&g.keys[k].expr, g.keys[k].span));
         if let Some((ke, kspan)) = lkey {
-            out.extend(quote_spanned!(kspan=> let #key_left = ::weir::__private::key_by(#win_l, #ke);));
+            out.extend(
+                quote_spanned!(kspan=> let #key_left = ::weir::__private::key_by(#win_l, #ke);),
+            );
         }
         match (lkey.is_some(), rkey, rf.broadcast) {
             (true, _, true) => {
@@ -310,7 +372,9 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
         if let Some(kidx) = first.key {
             let ke = &g.keys[kidx].expr;
             let span = g.keys[kidx].span;
-            out.extend(quote_spanned!(span=> let #key_v = ::weir::__private::key_by(#input_w, #ke);));
+            out.extend(
+                quote_spanned!(span=> let #key_v = ::weir::__private::key_by(#input_w, #ke);),
+            );
             key_expr = Some(key_v.clone());
         }
     }
@@ -326,7 +390,11 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
         let o = &g.ops[op];
         let span = o.span;
         let (wv, fv) = (w(op), f(op));
-        let inw = if op == head_id { input_w.clone() } else { w(g.edges[o.inputs[0]].from) };
+        let inw = if op == head_id {
+            input_w.clone()
+        } else {
+            w(g.edges[o.inputs[0]].from)
+        };
         let arg = o.arg.as_ref();
         let name = &o.resolved_name;
         match o.kind {
@@ -420,19 +488,32 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
     let ports_v = format_ident!("__ports{}", vid);
     let pw_v = format_ident!("__pw{}", vid);
     // Ports below a watermark assigner carry the assigner's watermarks.
-    let own: Vec<usize> = ops.iter().filter(|&&o| g.ops[o].kind == OpKind::Watermarks).flat_map(|&o| vg.ports_below(o)).collect();
-    let port_exprs: Vec<TokenStream> = vg.ports.iter().enumerate().map(|(i, &p)| {
-        let wv = w(p);
-        if own.contains(&i) {
-            quote!(::weir::__private::Port::new(#wv).own_watermarks(),)
-        } else {
-            quote!(::weir::__private::Port::new(#wv),)
-        }
-    }).collect();
-    let stream_pats: Vec<TokenStream> = vg.ports.iter().map(|&p| {
-        let sv = s(p);
-        quote!(#sv,)
-    }).collect();
+    let own: Vec<usize> = ops
+        .iter()
+        .filter(|&&o| g.ops[o].kind == OpKind::Watermarks)
+        .flat_map(|&o| vg.ports_below(o))
+        .collect();
+    let port_exprs: Vec<TokenStream> = vg
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            let wv = w(p);
+            if own.contains(&i) {
+                quote!(::weir::__private::Port::new(#wv).own_watermarks(),)
+            } else {
+                quote!(::weir::__private::Port::new(#wv),)
+            }
+        })
+        .collect();
+    let stream_pats: Vec<TokenStream> = vg
+        .ports
+        .iter()
+        .map(|&p| {
+            let sv = s(p);
+            quote!(#sv,)
+        })
+        .collect();
     if vg.ports.len() > MAX_PORTS {
         return syn::Error::new(head.span, format!("this chain has {} outputs leaving it; weir supports at most {MAX_PORTS}: add `.disable_chaining()` somewhere to split it", vg.ports.len())).to_compile_error();
     }
@@ -446,7 +527,11 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
         let body = vg.apply(head_id, quote!(__input));
         quote!(::weir::__private::Event::Rec(__ts, __input) => { #body })
     };
-    let chain_in = if head.kind == OpKind::Source { w(head_id) } else { input_w.clone() };
+    let chain_in = if head.kind == OpKind::Source {
+        w(head_id)
+    } else {
+        input_w.clone()
+    };
     let ctor = quote! {
         move |__vctx: &::weir::__private::VertexCtx| {
             let __inst = __vctx.instance;
@@ -476,16 +561,24 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
             if !two_input {
                 inputs.push(quote!(::weir::__private::edge(&#sv, #from)));
             } else if g.edges[e].right {
-                inputs.push(quote!(::weir::__private::edge(&::weir::__private::right(&#sv, #win_l), #from)));
+                inputs.push(
+                    quote!(::weir::__private::edge(&::weir::__private::right(&#sv, #win_l), #from)),
+                );
             } else {
-                inputs.push(quote!(::weir::__private::edge(&::weir::__private::left(&#sv, #win_r), #from)));
+                inputs.push(
+                    quote!(::weir::__private::edge(&::weir::__private::left(&#sv, #win_r), #from)),
+                );
             }
         }
         let key = match &key_expr {
             Some(kv) => quote!(::core::option::Option::Some(::core::clone::Clone::clone(&#kv))),
             None => quote!(::weir::__private::no_key(#input_w)),
         };
-        let span = head.inputs.first().and_then(|&e| g.edges[e].key).map_or(head.span, |k| g.keys[k].span);
+        let span = head
+            .inputs
+            .first()
+            .and_then(|&e| g.edges[e].key)
+            .map_or(head.span, |k| g.keys[k].span);
         quote_spanned!(span=> ::weir::__private::unary_vertex(scope, __ctx, #spec, ::std::vec![#(#inputs),*], #key, #ports_v, #ctor))
     };
     out.extend(quote!(let (#(#stream_pats)*) = #call;));
@@ -495,7 +588,13 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
 /// What to emit instead of the job when it has errors: the errors, and stubs so that no
 /// unrelated error follows.
 pub fn error_stub(g_fn: &syn::Ident, vis: &syn::Visibility, emit_main: bool) -> TokenStream {
-    let main = if emit_main { quote!(fn main() {}) } else { quote!() };
+    let main = if emit_main {
+        quote!(
+            fn main() {}
+        )
+    } else {
+        quote!()
+    };
     let _ = Span::call_site();
     quote! {
         #[allow(dead_code)]

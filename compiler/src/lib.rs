@@ -43,9 +43,16 @@ mod codegen_api {
         let f: syn::ItemFn = match syn::parse2(item) {
             Ok(f) => f,
             Err(e) => {
-                cx.error(e.span(), "`#[weir::job]` goes on a function: `fn pipeline(env: &mut Env) { ... }`");
+                cx.error(
+                    e.span(),
+                    "`#[weir::job]` goes on a function: `fn pipeline(env: &mut Env) { ... }`",
+                );
                 let errors = cx.messages();
-                return Compiled { tokens: cx.into_tokens(), plan: None, errors };
+                return Compiled {
+                    tokens: cx.into_tokens(),
+                    plan: None,
+                    errors,
+                };
             }
         };
         let attr = lower::parse_attr(attr, &cx);
@@ -54,8 +61,16 @@ mod codegen_api {
         if cx.check() {
             let errors = cx.messages();
             let mut tokens = cx.into_tokens();
-            tokens.extend(codegen::error_stub(&graph.fn_ident, &graph.vis, graph.emit_main));
-            return Compiled { tokens, plan: None, errors };
+            tokens.extend(codegen::error_stub(
+                &graph.fn_ident,
+                &graph.vis,
+                graph.emit_main,
+            ));
+            return Compiled {
+                tokens,
+                plan: None,
+                errors,
+            };
         }
         let chains = chain::chain(&graph);
         let plan = codegen::job_plan(&graph, &chains);
@@ -63,18 +78,27 @@ mod codegen_api {
             Ok(j) => j,
             Err(e) => {
                 let msg = format!("weir-compiler bug: cannot serialize the plan: {e}");
-                return Compiled { tokens: syn::Error::new(f.sig.ident.span(), &msg).to_compile_error(), plan: None, errors: vec![msg] };
+                return Compiled {
+                    tokens: syn::Error::new(f.sig.ident.span(), &msg).to_compile_error(),
+                    plan: None,
+                    errors: vec![msg],
+                };
             }
         };
         let tokens = codegen::generate(&graph, &chains, &json);
-        Compiled { tokens, plan: Some(plan), errors: Vec::new() }
+        Compiled {
+            tokens,
+            plan: Some(plan),
+            errors: Vec::new(),
+        }
     }
 
     /// Entry point of `#[weir::record]`: derive what a record type needs (clone, debug,
     /// serde through weir's own serde, so the job crate depends on weir alone).
     pub fn expand_record(attr: TokenStream, item: TokenStream) -> TokenStream {
         if !attr.is_empty() {
-            return syn::Error::new_spanned(attr, "`#[weir::record]` takes no arguments").to_compile_error();
+            return syn::Error::new_spanned(attr, "`#[weir::record]` takes no arguments")
+                .to_compile_error();
         }
         match syn::parse2::<syn::Item>(item.clone()) {
             Ok(syn::Item::Struct(_)) | Ok(syn::Item::Enum(_)) => quote::quote! {
@@ -82,7 +106,10 @@ mod codegen_api {
                 #[serde(crate = "::weir::__private::serde")]
                 #item
             },
-            Ok(other) => syn::Error::new_spanned(other, "`#[weir::record]` goes on a struct or an enum").to_compile_error(),
+            Ok(other) => {
+                syn::Error::new_spanned(other, "`#[weir::record]` goes on a struct or an enum")
+                    .to_compile_error()
+            }
             Err(e) => e.to_compile_error(),
         }
     }

@@ -194,9 +194,18 @@ pub struct JobAttr {
 
 /// Parse `#[weir::job(name = "...", max_parallelism = N, parallelism = N, main = bool)]`.
 pub fn parse_attr(attr: proc_macro2::TokenStream, cx: &Diagnostics) -> JobAttr {
-    let mut out = JobAttr { name: None, max_parallelism: None, parallelism: None, main: true };
+    let mut out = JobAttr {
+        name: None,
+        max_parallelism: None,
+        parallelism: None,
+        main: true,
+    };
     let parser = syn::meta::parser(|meta| {
-        let key = meta.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+        let key = meta
+            .path
+            .get_ident()
+            .map(|i| i.to_string())
+            .unwrap_or_default();
         match key.as_str() {
             "name" => {
                 let s: syn::LitStr = meta.value()?.parse()?;
@@ -222,7 +231,9 @@ pub fn parse_attr(attr: proc_macro2::TokenStream, cx: &Diagnostics) -> JobAttr {
                 return Err(meta.error("`checkpoint_interval` is not supported yet: checkpoints arrive with the state issue; remove it"));
             }
             _ => {
-                let hint = did_you_mean(&key, &["name", "max_parallelism", "parallelism", "main"]).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+                let hint = did_you_mean(&key, &["name", "max_parallelism", "parallelism", "main"])
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
                 return Err(meta.error(format!("unknown job setting `{key}`: expected `name`, `max_parallelism`, `parallelism` or `main`{hint}")));
             }
         }
@@ -244,25 +255,40 @@ pub fn lower(attr: JobAttr, f: &ItemFn, cx: &Diagnostics) -> Graph {
         cx.error(sig.generics.span(), "a weir job function cannot be generic");
     }
     if let syn::ReturnType::Type(_, ty) = &sig.output {
-        cx.error(ty.span(), "a weir job function returns nothing: remove the return type");
+        cx.error(
+            ty.span(),
+            "a weir job function returns nothing: remove the return type",
+        );
     }
     let env_ident = match sig.inputs.iter().collect::<Vec<_>>().as_slice() {
         [syn::FnArg::Typed(pt)] => match &*pt.pat {
             Pat::Ident(pi) => pi.ident.clone(),
             other => {
-                cx.error(other.span(), "the job function's parameter must be a plain name, as in `env: &mut Env`");
+                cx.error(
+                    other.span(),
+                    "the job function's parameter must be a plain name, as in `env: &mut Env`",
+                );
                 Ident::new("env", other.span())
             }
         },
         _ => {
-            cx.error(sig.inputs.span().join(sig.ident.span()).unwrap_or(sig.ident.span()), "a weir job function takes exactly one parameter: `env: &mut Env`");
+            cx.error(
+                sig.inputs
+                    .span()
+                    .join(sig.ident.span())
+                    .unwrap_or(sig.ident.span()),
+                "a weir job function takes exactly one parameter: `env: &mut Env`",
+            );
             Ident::new("env", sig.ident.span())
         }
     };
 
     let max_parallelism = match attr.max_parallelism {
         Some((v, span)) if v == 0 || v > MAX_MAX_PARALLELISM => {
-            cx.error(span, format!("max_parallelism must be between 1 and {MAX_MAX_PARALLELISM}, got {v}"));
+            cx.error(
+                span,
+                format!("max_parallelism must be between 1 and {MAX_MAX_PARALLELISM}, got {v}"),
+            );
             DEFAULT_MAX_PARALLELISM
         }
         Some((v, _)) => v,
@@ -303,10 +329,16 @@ pub fn lower(attr: JobAttr, f: &ItemFn, cx: &Diagnostics) -> Graph {
     l.finish_vars(None);
     let mut graph = l.graph;
     if !graph.ops.iter().any(|o| o.kind == OpKind::Source) {
-        cx.error(sig.ident.span(), "this job has no source: start a stream with `env.source(...)`");
+        cx.error(
+            sig.ident.span(),
+            "this job has no source: start a stream with `env.source(...)`",
+        );
     }
     if !graph.ops.iter().any(|o| o.kind == OpKind::Sink) {
-        cx.error(sig.ident.span(), "this job has no sink: end a stream with `.sink(...)`");
+        cx.error(
+            sig.ident.span(),
+            "this job has no sink: end a stream with `.sink(...)`",
+        );
     }
     resolve_names(&mut graph);
     graph
@@ -355,7 +387,11 @@ fn location(span: Span) -> String {
 fn describe(e: &Expr) -> String {
     let file: syn::File = syn::parse_quote!(fn f() { #e });
     let pretty = prettyplease::unparse(&file);
-    let body: Vec<&str> = pretty.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let body: Vec<&str> = pretty
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let text = match body.as_slice() {
         [_, inner @ .., _] => inner.join(" "),
         _ => quote::quote!(#e).to_string(),
@@ -382,22 +418,36 @@ impl<'a> Lowerer<'a> {
         match stmt {
             Stmt::Local(local) => {
                 let Some(init) = &local.init else {
-                    self.cx.error(local.span(), "a `let` in a weir pipeline needs a value: `let name = ...;`");
+                    self.cx.error(
+                        local.span(),
+                        "a `let` in a weir pipeline needs a value: `let name = ...;`",
+                    );
                     return;
                 };
                 if init.diverge.is_some() {
-                    self.cx.error(local.span(), "`let ... else` is not allowed in a weir pipeline");
+                    self.cx.error(
+                        local.span(),
+                        "`let ... else` is not allowed in a weir pipeline",
+                    );
                     return;
                 }
                 if self.is_stream_expr(&init.expr) {
                     let ident = match &local.pat {
-                        Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => pi.ident.clone(),
+                        Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                            pi.ident.clone()
+                        }
                         Pat::Type(pt) => {
-                            self.cx.error(pt.ty.span(), "stream variables take no type annotation: write `let name = ...;`");
+                            self.cx.error(
+                                pt.ty.span(),
+                                "stream variables take no type annotation: write `let name = ...;`",
+                            );
                             return;
                         }
                         other => {
-                            self.cx.error(other.span(), "bind a stream to a plain name: `let name = ...;`");
+                            self.cx.error(
+                                other.span(),
+                                "bind a stream to a plain name: `let name = ...;`",
+                            );
                             return;
                         }
                     };
@@ -407,7 +457,14 @@ impl<'a> Lowerer<'a> {
                     }
                     if let Some(Value::Stream(val)) = value {
                         self.finish_vars(Some(&ident.to_string()));
-                        self.vars.insert(ident.to_string(), StreamVar { val, span: ident.span(), used: false });
+                        self.vars.insert(
+                            ident.to_string(),
+                            StreamVar {
+                                val,
+                                span: ident.span(),
+                                used: false,
+                            },
+                        );
                     }
                 } else {
                     self.plain_expr(&init.expr);
@@ -416,7 +473,9 @@ impl<'a> Lowerer<'a> {
             }
             Stmt::Expr(e, _) => {
                 if self.is_stream_expr(e) {
-                    if let Some(Value::Stream(_) | Value::Windowed(_) | Value::Two(_)) = self.chain(e) {
+                    if let Some(Value::Stream(_) | Value::Windowed(_) | Value::Two(_)) =
+                        self.chain(e)
+                    {
                         let (_, calls) = flatten(e);
                         let span = calls.last().map(|c| c.method.span()).unwrap_or(e.span());
                         self.cx.error(span, "this stream goes nowhere: end it with `.sink(...)`, or bind it with `let` and use it");
@@ -444,7 +503,12 @@ impl<'a> Lowerer<'a> {
     /// the one being shadowed.
     fn finish_vars(&mut self, shadowed: Option<&str>) {
         let names: Vec<String> = match shadowed {
-            Some(n) => self.vars.keys().filter(|k| k.as_str() == n).cloned().collect(),
+            Some(n) => self
+                .vars
+                .keys()
+                .filter(|k| k.as_str() == n)
+                .cloned()
+                .collect(),
             None => self.vars.keys().cloned().collect(),
         };
         let mut unused: Vec<(Span, String)> = Vec::new();
@@ -463,7 +527,12 @@ impl<'a> Lowerer<'a> {
 
     /// Scan a plain expression: it must not mention streams; collect `env.arg` names.
     fn plain_expr(&mut self, e: &Expr) {
-        let mut v = ExprScan { env: &self.env, vars: &self.vars, cx: self.cx, args: Vec::new() };
+        let mut v = ExprScan {
+            env: &self.env,
+            vars: &self.vars,
+            cx: self.cx,
+            args: Vec::new(),
+        };
         v.visit_expr(e);
         let args = v.args;
         self.add_args(args);
@@ -481,7 +550,10 @@ impl<'a> Lowerer<'a> {
 
     fn user_arg(&mut self, mc: &ExprMethodCall, what: &str) -> Option<Expr> {
         if mc.args.len() != 1 {
-            self.cx.error(mc.method.span(), format!("`{}` takes exactly one argument: {what}", mc.method));
+            self.cx.error(
+                mc.method.span(),
+                format!("`{}` takes exactly one argument: {what}", mc.method),
+            );
             return None;
         }
         let e = mc.args[0].clone();
@@ -517,11 +589,23 @@ impl<'a> Lowerer<'a> {
         id
     }
 
-    fn connect_two(&mut self, left: &StreamVal, right: &StreamVal, right_broadcast: bool, to: usize) {
+    fn connect_two(
+        &mut self,
+        left: &StreamVal,
+        right: &StreamVal,
+        right_broadcast: bool,
+        to: usize,
+    ) {
         self.connect(left, to);
         for &p in &right.producers {
             let e = self.graph.edges.len();
-            self.graph.edges.push(LEdge { from: p, to, key: right.key, right: true, broadcast: right_broadcast });
+            self.graph.edges.push(LEdge {
+                from: p,
+                to,
+                key: right.key,
+                right: true,
+                broadcast: right_broadcast,
+            });
             self.graph.ops[p].outputs.push(e);
             self.graph.ops[to].inputs.push(e);
         }
@@ -530,7 +614,13 @@ impl<'a> Lowerer<'a> {
     fn connect(&mut self, input: &StreamVal, to: usize) {
         for &p in &input.producers {
             let e = self.graph.edges.len();
-            self.graph.edges.push(LEdge { from: p, to, key: input.key, right: false, broadcast: false });
+            self.graph.edges.push(LEdge {
+                from: p,
+                to,
+                key: input.key,
+                right: false,
+                broadcast: false,
+            });
             self.graph.ops[p].outputs.push(e);
             self.graph.ops[to].inputs.push(e);
         }
@@ -548,7 +638,11 @@ impl<'a> Lowerer<'a> {
             let arg = self.user_arg(mc, "the source, such as `FileSource::text_lines(path)`")?;
             let id = self.new_op(OpKind::Source, mc, Some(arg));
             last_op = Some(id);
-            cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: false });
+            cur = Value::Stream(StreamVal {
+                producers: vec![id],
+                key: None,
+                watermarked: false,
+            });
         } else {
             let name = root_id.to_string();
             let var = self.vars.get_mut(&name)?;
@@ -560,7 +654,8 @@ impl<'a> Lowerer<'a> {
             let method = mc.method.to_string();
             let span = mc.method.span();
             if let Some(t) = &mc.turbofish {
-                self.cx.error(t.span(), format!("`{method}` takes no type arguments here"));
+                self.cx
+                    .error(t.span(), format!("`{method}` takes no type arguments here"));
             }
             // Settings of the last operator.
             if SETTINGS.contains(&method.as_str()) {
@@ -616,10 +711,23 @@ impl<'a> Lowerer<'a> {
                 let arg = self.user_arg(mc, what)?;
                 let id = self.new_op(OpKind::Window, mc, Some(arg));
                 let stream = w.stream.clone();
-                let lateness = w.lateness.as_ref().map(|l| format!(", allowed lateness {}", describe(l))).unwrap_or_default();
-                let detail = format!("{}{lateness}, {method} {}", describe(&w.assigner), self.graph.ops[id].detail);
+                let lateness = w
+                    .lateness
+                    .as_ref()
+                    .map(|l| format!(", allowed lateness {}", describe(l)))
+                    .unwrap_or_default();
+                let detail = format!(
+                    "{}{lateness}, {method} {}",
+                    describe(&w.assigner),
+                    self.graph.ops[id].detail
+                );
                 self.graph.ops[id].detail = detail;
-                self.graph.ops[id].window = Some(WindowSpec { assigner: w.assigner.clone(), lateness: w.lateness.clone(), func, span: w.span });
+                self.graph.ops[id].window = Some(WindowSpec {
+                    assigner: w.assigner.clone(),
+                    lateness: w.lateness.clone(),
+                    func,
+                    span: w.span,
+                });
                 if w.all {
                     self.graph.ops[id].parallelism = Some((1, w.span));
                     self.graph.ops[id].window_all = true;
@@ -632,7 +740,11 @@ impl<'a> Lowerer<'a> {
                     None => self.connect(&stream, id),
                 }
                 last_op = Some(id);
-                cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: stream.watermarked });
+                cur = Value::Stream(StreamVal {
+                    producers: vec![id],
+                    key: None,
+                    watermarked: stream.watermarked,
+                });
                 continue;
             }
             if let Value::Two(t) = &mut cur {
@@ -671,29 +783,53 @@ impl<'a> Lowerer<'a> {
                         let (l, r, b) = (t.left.clone(), t.right.clone(), t.right_broadcast);
                         self.connect_two(&l, &r, b, id);
                         last_op = Some(id);
-                        cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked });
+                        cur = Value::Stream(StreamVal {
+                            producers: vec![id],
+                            key: None,
+                            watermarked,
+                        });
                         continue;
                     }
                     (TwoKind::UpdatingJoin, APPLY) => {
-                        let arg = self.user_arg(mc, "a closure `|left, right| output` applied to every matching pair")?;
+                        let arg = self.user_arg(
+                            mc,
+                            "a closure `|left, right| output` applied to every matching pair",
+                        )?;
                         let id = self.new_op(OpKind::UpdatingJoin, mc, Some(arg));
                         let watermarked = t.left.watermarked && t.right.watermarked;
                         let (l, r) = (t.left.clone(), t.right.clone());
                         self.connect_two(&l, &r, false, id);
                         last_op = Some(id);
-                        cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked });
+                        cur = Value::Stream(StreamVal {
+                            producers: vec![id],
+                            key: None,
+                            watermarked,
+                        });
                         continue;
                     }
                     (TwoKind::Join, WINDOW) => {
-                        let arg = self.user_arg(mc, "a window assigner such as `Tumbling::seconds(10)`")?;
+                        let arg =
+                            self.user_arg(mc, "a window assigner such as `Tumbling::seconds(10)`")?;
                         check_window_size(&arg, self.cx);
                         let event_time = !is_processing_time(&arg) && !is_count_window(&arg);
                         let watermarked = t.left.watermarked && t.right.watermarked;
                         if event_time && !watermarked {
                             self.cx.error(span, "an event-time window join needs watermarks on both inputs: add `.watermarks(...)` upstream of each");
                         }
-                        let stream = StreamVal { producers: Vec::new(), key: t.left.key, watermarked };
-                        cur = Value::Windowed(WindowedVal { join: Some((t.left.clone(), t.right.clone())), event_time, stream, assigner: arg, lateness: None, span, all: false });
+                        let stream = StreamVal {
+                            producers: Vec::new(),
+                            key: t.left.key,
+                            watermarked,
+                        };
+                        cur = Value::Windowed(WindowedVal {
+                            join: Some((t.left.clone(), t.right.clone())),
+                            event_time,
+                            stream,
+                            assigner: arg,
+                            lateness: None,
+                            span,
+                            all: false,
+                        });
                         continue;
                     }
                     _ => {
@@ -703,7 +839,10 @@ impl<'a> Lowerer<'a> {
                             TwoKind::IntervalJoin => "`.between(lower_ms, upper_ms).process(f)`",
                             TwoKind::UpdatingJoin => "`.apply(|left, right| output)`",
                         };
-                        self.cx.error(span, format!("`.{method}(...)` cannot follow this; continue with {next}"));
+                        self.cx.error(
+                            span,
+                            format!("`.{method}(...)` cannot follow this; continue with {next}"),
+                        );
                         return None;
                     }
                 }
@@ -727,7 +866,11 @@ impl<'a> Lowerer<'a> {
                     let id = self.new_op(kind, mc, Some(arg));
                     self.connect(&stream, id);
                     last_op = Some(id);
-                    cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: stream.watermarked });
+                    cur = Value::Stream(StreamVal {
+                        producers: vec![id],
+                        key: None,
+                        watermarked: stream.watermarked,
+                    });
                 }
                 WATERMARKS => {
                     if mc.args.len() != 2 {
@@ -738,15 +881,24 @@ impl<'a> Lowerer<'a> {
                     self.plain_expr(&strategy);
                     self.plain_expr(&extract);
                     let id = self.new_op(OpKind::Watermarks, mc, Some(strategy));
-                    self.graph.ops[id].detail = format!("{}, timestamps {}", self.graph.ops[id].detail, describe(&extract));
+                    self.graph.ops[id].detail = format!(
+                        "{}, timestamps {}",
+                        self.graph.ops[id].detail,
+                        describe(&extract)
+                    );
                     self.graph.ops[id].arg2 = Some(extract);
                     self.connect(&stream, id);
                     last_op = Some(id);
-                    cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: true });
+                    cur = Value::Stream(StreamVal {
+                        producers: vec![id],
+                        key: None,
+                        watermarked: true,
+                    });
                 }
                 WINDOW | WINDOW_ALL => {
                     let all = method == WINDOW_ALL;
-                    let arg = self.user_arg(mc, "a window assigner such as `Tumbling::minutes(5)`")?;
+                    let arg =
+                        self.user_arg(mc, "a window assigner such as `Tumbling::minutes(5)`")?;
                     check_window_size(&arg, self.cx);
                     let mut stream = stream;
                     if all {
@@ -754,7 +906,10 @@ impl<'a> Lowerer<'a> {
                             self.cx.error(span, "`window_all` windows the whole stream; on a keyed stream use `.window(...)`");
                         }
                         let k = self.graph.keys.len();
-                        self.graph.keys.push(KeyBy { expr: syn::parse_quote_spanned!(span=> |_| ()), span });
+                        self.graph.keys.push(KeyBy {
+                            expr: syn::parse_quote_spanned!(span=> |_| ()),
+                            span,
+                        });
                         stream.key = Some(k);
                     } else if stream.key.is_none() {
                         self.cx.error(span, "`window` needs a keyed stream: call `.key_by(|r| ...)` before it, or use `.window_all(...)` for the whole stream");
@@ -767,11 +922,20 @@ impl<'a> Lowerer<'a> {
                         );
                     }
                     last_op = None;
-                    cur = Value::Windowed(WindowedVal { join: None, stream, assigner: arg, lateness: None, span, all, event_time });
+                    cur = Value::Windowed(WindowedVal {
+                        join: None,
+                        stream,
+                        assigner: arg,
+                        lateness: None,
+                        span,
+                        all,
+                        event_time,
+                    });
                 }
                 LATE_DATA => {
                     if !mc.args.is_empty() {
-                        self.cx.error(mc.args.span(), "`late_data()` takes no arguments");
+                        self.cx
+                            .error(mc.args.span(), "`late_data()` takes no arguments");
                     }
                     let window_op = match stream.producers.as_slice() {
                         [p] if self.graph.ops[*p].kind == OpKind::Window => Some(*p),
@@ -782,10 +946,24 @@ impl<'a> Lowerer<'a> {
                         return None;
                     };
                     let id = self.new_op(OpKind::LateData, mc, None);
-                    self.graph.ops[id].detail = format!("side output: records later than the allowed lateness of `{}`", self.graph.ops[w].location);
-                    self.connect(&StreamVal { producers: vec![w], key: None, watermarked: stream.watermarked }, id);
+                    self.graph.ops[id].detail = format!(
+                        "side output: records later than the allowed lateness of `{}`",
+                        self.graph.ops[w].location
+                    );
+                    self.connect(
+                        &StreamVal {
+                            producers: vec![w],
+                            key: None,
+                            watermarked: stream.watermarked,
+                        },
+                        id,
+                    );
                     last_op = Some(id);
-                    cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: stream.watermarked });
+                    cur = Value::Stream(StreamVal {
+                        producers: vec![id],
+                        key: None,
+                        watermarked: stream.watermarked,
+                    });
                 }
                 PROCESS => {
                     let arg = self.user_arg(mc, "a `KeyedProcessFunction`")?;
@@ -796,12 +974,22 @@ impl<'a> Lowerer<'a> {
                     self.graph.ops[id].event_time = stream.watermarked;
                     self.connect(&stream, id);
                     last_op = Some(id);
-                    cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: stream.watermarked });
+                    cur = Value::Stream(StreamVal {
+                        producers: vec![id],
+                        key: None,
+                        watermarked: stream.watermarked,
+                    });
                 }
                 SIDE_OUTPUT => {
                     let arg = self.user_arg(mc, "the `OutputTag` of the side output")?;
                     let from = match stream.producers.as_slice() {
-                        [p] if matches!(self.graph.ops[*p].kind, OpKind::Process | OpKind::CoProcess | OpKind::BroadcastProcess) => Some(*p),
+                        [p] if matches!(
+                            self.graph.ops[*p].kind,
+                            OpKind::Process | OpKind::CoProcess | OpKind::BroadcastProcess
+                        ) =>
+                        {
+                            Some(*p)
+                        }
                         _ => None,
                     };
                     let Some(p) = from else {
@@ -809,10 +997,24 @@ impl<'a> Lowerer<'a> {
                         return None;
                     };
                     let id = self.new_op(OpKind::SideOutput, mc, Some(arg));
-                    self.graph.ops[id].detail = format!("side output {} of `{}`", self.graph.ops[id].detail, self.graph.ops[p].location);
-                    self.connect(&StreamVal { producers: vec![p], key: None, watermarked: stream.watermarked }, id);
+                    self.graph.ops[id].detail = format!(
+                        "side output {} of `{}`",
+                        self.graph.ops[id].detail, self.graph.ops[p].location
+                    );
+                    self.connect(
+                        &StreamVal {
+                            producers: vec![p],
+                            key: None,
+                            watermarked: stream.watermarked,
+                        },
+                        id,
+                    );
                     last_op = Some(id);
-                    cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: stream.watermarked });
+                    cur = Value::Stream(StreamVal {
+                        producers: vec![id],
+                        key: None,
+                        watermarked: stream.watermarked,
+                    });
                 }
                 AGGREGATE => {
                     self.cx.error(span, format!("`{method}` is a window function: call `.window(...)` (or `.window_all(...)`) before it"));
@@ -820,10 +1022,15 @@ impl<'a> Lowerer<'a> {
                 }
                 BROADCAST => {
                     if !mc.args.is_empty() {
-                        self.cx.error(mc.args.span(), "`broadcast()` takes no arguments");
+                        self.cx
+                            .error(mc.args.span(), "`broadcast()` takes no arguments");
                     }
                     last_op = None;
-                    cur = Value::Stream(StreamVal { producers: stream.producers, key: None, watermarked: stream.watermarked });
+                    cur = Value::Stream(StreamVal {
+                        producers: stream.producers,
+                        key: None,
+                        watermarked: stream.watermarked,
+                    });
                     self.broadcast_pending = true;
                 }
                 UPDATING_AGGREGATE => {
@@ -834,18 +1041,26 @@ impl<'a> Lowerer<'a> {
                     let id = self.new_op(OpKind::UpdatingAggregate, mc, Some(arg));
                     self.connect(&stream, id);
                     last_op = Some(id);
-                    cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: stream.watermarked });
+                    cur = Value::Stream(StreamVal {
+                        producers: vec![id],
+                        key: None,
+                        watermarked: stream.watermarked,
+                    });
                 }
                 CONNECT | JOIN | INTERVAL_JOIN | UPDATING_JOIN => {
                     if mc.args.len() != 1 || !self.is_stream_expr(&mc.args[0]) {
-                        self.cx.error(span, format!("`{method}` takes one other stream: `a.{method}(b)`"));
+                        self.cx.error(
+                            span,
+                            format!("`{method}` takes one other stream: `a.{method}(b)`"),
+                        );
                         return None;
                     }
                     self.broadcast_pending = false;
                     let other = match self.chain(&mc.args[0]) {
                         Some(Value::Stream(s)) => s,
                         _ => {
-                            self.cx.error(mc.args[0].span(), format!("`{method}` takes a stream"));
+                            self.cx
+                                .error(mc.args[0].span(), format!("`{method}` takes a stream"));
                             return None;
                         }
                     };
@@ -854,7 +1069,8 @@ impl<'a> Lowerer<'a> {
                         self.cx.error(span, format!("`{method}` needs a keyed stream on the left: call `.key_by(|r| ...)` before it"));
                     }
                     if right_broadcast && method != CONNECT {
-                        self.cx.error(mc.args[0].span(), "only `connect` takes a broadcast stream");
+                        self.cx
+                            .error(mc.args[0].span(), "only `connect` takes a broadcast stream");
                     } else if !right_broadcast && other.key.is_none() {
                         self.cx.error(mc.args[0].span(), format!("the stream given to `{method}` must be keyed too (`.key_by(...)`, with the same key type) or, for `connect`, broadcast (`.broadcast()`)"));
                     }
@@ -865,28 +1081,44 @@ impl<'a> Lowerer<'a> {
                         _ => TwoKind::IntervalJoin,
                     };
                     last_op = None;
-                    cur = Value::Two(TwoVal { kind, left: stream, right: other, right_broadcast, bounds: None });
+                    cur = Value::Two(TwoVal {
+                        kind,
+                        left: stream,
+                        right: other,
+                        right_broadcast,
+                        bounds: None,
+                    });
                 }
                 KEY_BY => {
                     let arg = self.user_arg(mc, "a key selector closure such as `|r| r.id`")?;
                     let k = self.graph.keys.len();
                     self.graph.keys.push(KeyBy { expr: arg, span });
                     last_op = None;
-                    cur = Value::Stream(StreamVal { producers: stream.producers, key: Some(k), watermarked: stream.watermarked });
+                    cur = Value::Stream(StreamVal {
+                        producers: stream.producers,
+                        key: Some(k),
+                        watermarked: stream.watermarked,
+                    });
                 }
                 REDUCE => {
-                    let arg = self.user_arg(mc, "a closure combining two values, such as `|a, b| a + b`")?;
+                    let arg = self
+                        .user_arg(mc, "a closure combining two values, such as `|a, b| a + b`")?;
                     if stream.key.is_none() {
                         self.cx.error(span, "`reduce` needs a keyed stream: call `.key_by(|r| ...)` before it (use a constant key to reduce the whole stream)");
                     }
                     let id = self.new_op(OpKind::Reduce, mc, Some(arg));
                     self.connect(&stream, id);
                     last_op = Some(id);
-                    cur = Value::Stream(StreamVal { producers: vec![id], key: None, watermarked: stream.watermarked });
+                    cur = Value::Stream(StreamVal {
+                        producers: vec![id],
+                        key: None,
+                        watermarked: stream.watermarked,
+                    });
                 }
                 UNION => {
                     if mc.args.is_empty() {
-                        self.cx.error(span, "`union` takes one or more streams: `a.union(b)`");
+                        self.cx
+                            .error(span, "`union` takes one or more streams: `a.union(b)`");
                     }
                     let mut producers = stream.producers;
                     let mut watermarked = stream.watermarked;
@@ -900,13 +1132,23 @@ impl<'a> Lowerer<'a> {
                                 watermarked &= s.watermarked;
                                 producers.extend(s.producers)
                             }
-                            Some(Value::Windowed(_)) | Some(Value::Two(_)) => self.cx.error(a.span(), "this chain is not finished: it needs its window or join function"),
-                            Some(Value::Sunk) => self.cx.error(a.span(), "this chain ends in a sink, so it has no stream to union"),
+                            Some(Value::Windowed(_)) | Some(Value::Two(_)) => self.cx.error(
+                                a.span(),
+                                "this chain is not finished: it needs its window or join function",
+                            ),
+                            Some(Value::Sunk) => self.cx.error(
+                                a.span(),
+                                "this chain ends in a sink, so it has no stream to union",
+                            ),
                             None => {}
                         }
                     }
                     last_op = None;
-                    cur = Value::Stream(StreamVal { producers, key: None, watermarked });
+                    cur = Value::Stream(StreamVal {
+                        producers,
+                        key: None,
+                        watermarked,
+                    });
                 }
                 SINK => {
                     let arg = self.user_arg(mc, "the sink, such as `FileSink::json_lines(dir)`")?;
@@ -916,12 +1158,26 @@ impl<'a> Lowerer<'a> {
                     cur = Value::Sunk;
                 }
                 SOURCE => {
-                    self.cx.error(span, format!("`source` is called on `{}`: `{}.source(...)` starts a new stream", self.env, self.env));
+                    self.cx.error(
+                        span,
+                        format!(
+                            "`source` is called on `{}`: `{}.source(...)` starts a new stream",
+                            self.env, self.env
+                        ),
+                    );
                     return None;
                 }
                 other => {
-                    let hint = did_you_mean(other, ALL_METHODS).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
-                    self.cx.error(span, format!("unknown operator `{other}`{hint} (weir supports {})", OPERATORS.join(", ")));
+                    let hint = did_you_mean(other, ALL_METHODS)
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                    self.cx.error(
+                        span,
+                        format!(
+                            "unknown operator `{other}`{hint} (weir supports {})",
+                            OPERATORS.join(", ")
+                        ),
+                    );
                 }
             }
         }
@@ -938,7 +1194,12 @@ impl<'a> Lowerer<'a> {
                 cx.error(mc.args.span(), format!("`{what}()` takes no arguments"));
             }
         };
-        let twice = |what: &str| cx.error(span, format!("`{what}` is set twice on this operator: keep one"));
+        let twice = |what: &str| {
+            cx.error(
+                span,
+                format!("`{what}` is set twice on this operator: keep one"),
+            )
+        };
         match method.as_str() {
             PARALLELISM => {
                 let lit = match mc.args.first() {
@@ -973,10 +1234,21 @@ impl<'a> Lowerer<'a> {
                     _ => None,
                 };
                 match lit {
-                    None => cx.error(mc.args.first().map(|a| a.span()).unwrap_or(span), format!("`{method}` takes a string literal, such as `{method}(\"orders\")`")),
-                    Some((v, s)) if v.trim().is_empty() => cx.error(s, format!("`{method}` must not be empty")),
+                    None => cx.error(
+                        mc.args.first().map(|a| a.span()).unwrap_or(span),
+                        format!(
+                            "`{method}` takes a string literal, such as `{method}(\"orders\")`"
+                        ),
+                    ),
+                    Some((v, s)) if v.trim().is_empty() => {
+                        cx.error(s, format!("`{method}` must not be empty"))
+                    }
                     Some(v) => {
-                        let slot = if method == NAME { &mut o.name } else { &mut o.group };
+                        let slot = if method == NAME {
+                            &mut o.name
+                        } else {
+                            &mut o.group
+                        };
                         if slot.is_some() {
                             twice(&method);
                         } else {
@@ -987,11 +1259,30 @@ impl<'a> Lowerer<'a> {
             }
             DISABLE_CHAINING | START_NEW_CHAIN | CHAIN_WITH_PREVIOUS => {
                 no_args(&method);
-                let (this, others): (&mut Option<Span>, [(Option<Span>, &str); 2]) = match method.as_str() {
-                    DISABLE_CHAINING => (&mut o.disable_chaining, [(o.start_new_chain, START_NEW_CHAIN), (o.chain_with_previous, CHAIN_WITH_PREVIOUS)]),
-                    START_NEW_CHAIN => (&mut o.start_new_chain, [(o.disable_chaining, DISABLE_CHAINING), (o.chain_with_previous, CHAIN_WITH_PREVIOUS)]),
-                    _ => (&mut o.chain_with_previous, [(o.disable_chaining, DISABLE_CHAINING), (o.start_new_chain, START_NEW_CHAIN)]),
-                };
+                let (this, others): (&mut Option<Span>, [(Option<Span>, &str); 2]) =
+                    match method.as_str() {
+                        DISABLE_CHAINING => (
+                            &mut o.disable_chaining,
+                            [
+                                (o.start_new_chain, START_NEW_CHAIN),
+                                (o.chain_with_previous, CHAIN_WITH_PREVIOUS),
+                            ],
+                        ),
+                        START_NEW_CHAIN => (
+                            &mut o.start_new_chain,
+                            [
+                                (o.disable_chaining, DISABLE_CHAINING),
+                                (o.chain_with_previous, CHAIN_WITH_PREVIOUS),
+                            ],
+                        ),
+                        _ => (
+                            &mut o.chain_with_previous,
+                            [
+                                (o.disable_chaining, DISABLE_CHAINING),
+                                (o.start_new_chain, START_NEW_CHAIN),
+                            ],
+                        ),
+                    };
                 if this.is_some() {
                     twice(&method);
                 }
@@ -1027,7 +1318,10 @@ fn check_window_size(assigner: &Expr, cx: &Diagnostics) {
     impl<'ast> Visit<'ast> for Zeros<'_> {
         fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
             for a in &c.args {
-                if let Expr::Lit(syn::ExprLit { lit: Lit::Int(i), .. }) = a {
+                if let Expr::Lit(syn::ExprLit {
+                    lit: Lit::Int(i), ..
+                }) = a
+                {
                     if i.base10_parse::<u64>().ok() == Some(0) {
                         self.0.error(i.span(), "a window size, slide or session gap of zero never closes a window: use a positive duration");
                     }
@@ -1100,7 +1394,11 @@ fn default_name(kind: OpKind) -> &'static str {
 /// Give every operator a unique name: the user's, or the method name with a `-2`, `-3`
 /// suffix when taken. Duplicate user names are an error reported by validation.
 fn resolve_names(g: &mut Graph) {
-    let mut taken: Vec<String> = g.ops.iter().filter_map(|o| o.name.as_ref().map(|(n, _)| n.clone())).collect();
+    let mut taken: Vec<String> = g
+        .ops
+        .iter()
+        .filter_map(|o| o.name.as_ref().map(|(n, _)| n.clone()))
+        .collect();
     for o in g.ops.iter_mut() {
         o.resolved_name = match &o.name {
             Some((n, _)) => n.clone(),

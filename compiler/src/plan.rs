@@ -104,7 +104,17 @@ impl OpKind {
     }
     /// Whether the operator keeps keyed state (and so must run after `key_by`).
     pub fn is_keyed(self) -> bool {
-        matches!(self, OpKind::Reduce | OpKind::Window | OpKind::Process | OpKind::CoProcess | OpKind::BroadcastProcess | OpKind::IntervalJoin | OpKind::UpdatingAggregate | OpKind::UpdatingJoin)
+        matches!(
+            self,
+            OpKind::Reduce
+                | OpKind::Window
+                | OpKind::Process
+                | OpKind::CoProcess
+                | OpKind::BroadcastProcess
+                | OpKind::IntervalJoin
+                | OpKind::UpdatingAggregate
+                | OpKind::UpdatingJoin
+        )
     }
 }
 
@@ -234,7 +244,11 @@ pub struct ClusterShape {
 impl ClusterShape {
     /// One process with `workers` threads.
     pub fn single(workers: usize) -> Self {
-        ClusterShape { nodes: 1, procs_per_node: 1, workers }
+        ClusterShape {
+            nodes: 1,
+            procs_per_node: 1,
+            workers,
+        }
     }
     /// Total worker slots.
     pub fn slots(&self) -> usize {
@@ -253,7 +267,12 @@ impl ClusterShape {
         let local_process = rest % self.procs_per_node;
         let local_worker = rest / self.procs_per_node;
         let process = node * self.procs_per_node + local_process;
-        Slot { node, process, local_worker, worker: process * self.workers + local_worker }
+        Slot {
+            node,
+            process,
+            local_worker,
+            worker: process * self.workers + local_worker,
+        }
     }
 }
 
@@ -413,7 +432,11 @@ pub fn instance_for_key_group(key_group: u32, parallelism: usize, max_parallelis
 
 /// The key groups owned by `instance` out of `parallelism` (inverse of
 /// [`instance_for_key_group`]).
-pub fn key_group_range(instance: usize, parallelism: usize, max_parallelism: u32) -> std::ops::Range<u32> {
+pub fn key_group_range(
+    instance: usize,
+    parallelism: usize,
+    max_parallelism: u32,
+) -> std::ops::Range<u32> {
     let m = max_parallelism as usize;
     let start = (instance * m).div_ceil(parallelism);
     let end = ((instance + 1) * m).div_ceil(parallelism);
@@ -425,12 +448,20 @@ pub fn key_group_range(instance: usize, parallelism: usize, max_parallelism: u32
 /// `default_parallelism` is what the launcher was told (`--parallelism`); the job attribute
 /// wins over it (Flink's rule: the environment's setting in code wins), and without either
 /// the default is every slot of the cluster.
-pub fn resolve(plan: &JobPlan, cluster: ClusterShape, default_parallelism: Option<usize>) -> Result<PhysicalPlan, PlanError> {
+pub fn resolve(
+    plan: &JobPlan,
+    cluster: ClusterShape,
+    default_parallelism: Option<usize>,
+) -> Result<PhysicalPlan, PlanError> {
     let available = cluster.slots();
     if available == 0 {
         return Err(PlanError::EmptyCluster);
     }
-    let default = plan.default_parallelism.map(|p| p as usize).or(default_parallelism).unwrap_or(available);
+    let default = plan
+        .default_parallelism
+        .map(|p| p as usize)
+        .or(default_parallelism)
+        .unwrap_or(available);
 
     let par_of = |p: Par| match p {
         Par::Default => default,
@@ -443,7 +474,11 @@ pub fn resolve(plan: &JobPlan, cluster: ClusterShape, default_parallelism: Optio
     for v in &plan.vertices {
         let p = par_of(v.parallelism);
         if p == 0 || p > plan.max_parallelism as usize {
-            return Err(PlanError::BadParallelism { vertex: plan.vertex_name(v.id), parallelism: p, max: plan.max_parallelism });
+            return Err(PlanError::BadParallelism {
+                vertex: plan.vertex_name(v.id),
+                parallelism: p,
+                max: plan.max_parallelism,
+            });
         }
         match groups.iter_mut().find(|(g, _)| *g == v.slot_sharing_group) {
             Some((_, n)) => *n = (*n).max(p),
@@ -452,7 +487,11 @@ pub fn resolve(plan: &JobPlan, cluster: ClusterShape, default_parallelism: Optio
     }
     let needed: usize = groups.iter().map(|(_, n)| n).sum();
     if needed > available {
-        return Err(PlanError::NotEnoughSlots { needed, available, groups });
+        return Err(PlanError::NotEnoughSlots {
+            needed,
+            available,
+            groups,
+        });
     }
     let offset_of = |group: &str| {
         let mut off = 0;
@@ -474,7 +513,11 @@ pub fn resolve(plan: &JobPlan, cluster: ClusterShape, default_parallelism: Optio
             PhysicalVertex {
                 id: v.id,
                 name: plan.vertex_name(v.id),
-                operators: v.operators.iter().map(|&o| plan.operators[o].name.clone()).collect(),
+                operators: v
+                    .operators
+                    .iter()
+                    .map(|&o| plan.operators[o].name.clone())
+                    .collect(),
                 parallelism: p,
                 slot_sharing_group: v.slot_sharing_group.clone(),
                 instances: (0..p).map(|i| cluster.slot_in_order(off + i)).collect(),
@@ -484,7 +527,9 @@ pub fn resolve(plan: &JobPlan, cluster: ClusterShape, default_parallelism: Optio
 
     let mut edges = Vec::new();
     for e in plan.edges.iter().filter(|e| !e.chained) {
-        let (Some(fv), Some(tv)) = (plan.vertex_of(e.from), plan.vertex_of(e.to)) else { continue };
+        let (Some(fv), Some(tv)) = (plan.vertex_of(e.from), plan.vertex_of(e.to)) else {
+            continue;
+        };
         let (pf, pt) = (&vertices[fv], &vertices[tv]);
         let partitioning = match e.kind {
             EdgeKind::Hash => Partitioning::Hash,
@@ -493,7 +538,14 @@ pub fn resolve(plan: &JobPlan, cluster: ClusterShape, default_parallelism: Optio
             EdgeKind::Unkeyed => Partitioning::Rebalance,
         };
         let local = partitioning == Partitioning::Forward && pf.instances == pt.instances;
-        edges.push(PhysicalEdge { from_vertex: fv, to_vertex: tv, from_operator: e.from, to_operator: e.to, partitioning, local });
+        edges.push(PhysicalEdge {
+            from_vertex: fv,
+            to_vertex: tv,
+            from_operator: e.from,
+            to_operator: e.to,
+            partitioning,
+            local,
+        });
     }
 
     Ok(PhysicalPlan {
@@ -511,7 +563,10 @@ pub fn resolve(plan: &JobPlan, cluster: ClusterShape, default_parallelism: Optio
 impl PhysicalPlan {
     /// The instance of vertex `v` that runs on global worker `worker`, if any.
     pub fn instance_on(&self, v: usize, worker: usize) -> Option<usize> {
-        self.vertices[v].instances.iter().position(|s| s.worker == worker)
+        self.vertices[v]
+            .instances
+            .iter()
+            .position(|s| s.worker == worker)
     }
 }
 
@@ -537,7 +592,11 @@ mod tests {
 
     #[test]
     fn slots_alternate_nodes_then_processes() {
-        let c = ClusterShape { nodes: 2, procs_per_node: 2, workers: 2 };
+        let c = ClusterShape {
+            nodes: 2,
+            procs_per_node: 2,
+            workers: 2,
+        };
         let order: Vec<_> = (0..8).map(|k| c.slot_in_order(k)).collect();
         assert_eq!(order[0].node, 0);
         assert_eq!(order[1].node, 1);

@@ -17,8 +17,13 @@ pub fn check(g: &mut Graph, cx: &Diagnostics) {
 // alike would share it. `.name("parse")` twice is an error on the second.
 fn check_duplicate_names(g: &Graph, cx: &Diagnostics) {
     for (i, o) in g.ops.iter().enumerate() {
-        let Some((name, span)) = &o.name else { continue };
-        if let Some(first) = g.ops[..i].iter().find(|p| p.name.as_ref().is_some_and(|(n, _)| n == name)) {
+        let Some((name, span)) = &o.name else {
+            continue;
+        };
+        if let Some(first) = g.ops[..i]
+            .iter()
+            .find(|p| p.name.as_ref().is_some_and(|(n, _)| n == name))
+        {
             cx.error(*span, format!("duplicate operator name `{name}` (first used at {}): operator names identify state and must be unique", first.location));
         }
     }
@@ -32,10 +37,20 @@ fn check_late_data_settings(g: &mut Graph, cx: &Diagnostics) {
             continue;
         }
         let o = &g.ops[i];
-        for span in [o.parallelism.map(|p| p.1), o.group.as_ref().map(|g| g.1), o.disable_chaining, o.start_new_chain].into_iter().flatten() {
+        for span in [
+            o.parallelism.map(|p| p.1),
+            o.group.as_ref().map(|g| g.1),
+            o.disable_chaining,
+            o.start_new_chain,
+        ]
+        .into_iter()
+        .flatten()
+        {
             cx.error(span, "a side output runs inside the instances of the operator that writes it: set parallelism, slot sharing group and chaining on that operator, not here");
         }
-        let Some(&e) = g.ops[i].inputs.first() else { continue };
+        let Some(&e) = g.ops[i].inputs.first() else {
+            continue;
+        };
         let w = g.edges[e].from;
         g.ops[i].parallelism = g.ops[w].parallelism;
         g.ops[i].group = g.ops[w].group.clone();
@@ -49,7 +64,11 @@ fn resolve_groups(g: &mut Graph) {
         let group = match &g.ops[i].group {
             Some((n, _)) => n.clone(),
             None => {
-                let inputs: Vec<String> = g.ops[i].inputs.iter().map(|&e| g.ops[g.edges[e].from].resolved_group.clone()).collect();
+                let inputs: Vec<String> = g.ops[i]
+                    .inputs
+                    .iter()
+                    .map(|&e| g.ops[g.edges[e].from].resolved_group.clone())
+                    .collect();
                 match inputs.first() {
                     Some(first) if inputs.iter().all(|x| x == first) => first.clone(),
                     _ => DEFAULT_SLOT_SHARING_GROUP.to_string(),
@@ -67,7 +86,10 @@ pub fn chain_blocker(g: &Graph, to: usize) -> Option<String> {
         return None; // always part of the vertex of the operator that writes it
     }
     let [e] = o.inputs.as_slice() else {
-        return Some(format!("it has {} inputs (only an operator with one input chains)", o.inputs.len()));
+        return Some(format!(
+            "it has {} inputs (only an operator with one input chains)",
+            o.inputs.len()
+        ));
     };
     let edge = &g.edges[*e];
     let p = &g.ops[edge.from];
@@ -99,7 +121,9 @@ pub fn chain_blocker(g: &Graph, to: usize) -> Option<String> {
 // sharing group boundary, a key_by, a parallelism change or fan-in contradicts it.
 fn check_chain_with_previous(g: &Graph, cx: &Diagnostics) {
     for o in &g.ops {
-        let Some(span) = o.chain_with_previous else { continue };
+        let Some(span) = o.chain_with_previous else {
+            continue;
+        };
         if o.disable_chaining.is_some() || o.start_new_chain.is_some() {
             continue; // already reported as contradictory hints
         }

@@ -32,13 +32,28 @@ fn sales(filter_hint: proc_macro2::TokenStream) -> weir_compiler::Compiled {
 fn explain_text(plan: &weir_compiler::plan::PhysicalPlan) -> String {
     let mut s = format!("tasks {} slots {}\n", plan.tasks, plan.slots_needed);
     for v in &plan.vertices {
-        s += &format!("vertex {} [{}] p={} group={}\n", v.id, v.operators.join(" -> "), v.parallelism, v.slot_sharing_group);
+        s += &format!(
+            "vertex {} [{}] p={} group={}\n",
+            v.id,
+            v.operators.join(" -> "),
+            v.parallelism,
+            v.slot_sharing_group
+        );
         for (i, slot) in v.instances.iter().enumerate() {
-            s += &format!("  #{i} node {} process {} worker {}\n", slot.node, slot.process, slot.worker);
+            s += &format!(
+                "  #{i} node {} process {} worker {}\n",
+                slot.node, slot.process, slot.worker
+            );
         }
     }
     for e in &plan.edges {
-        s += &format!("edge {} -> {} {}{}\n", e.from_vertex, e.to_vertex, e.partitioning, if e.local { " local" } else { "" });
+        s += &format!(
+            "edge {} -> {} {}{}\n",
+            e.from_vertex,
+            e.to_vertex,
+            e.partitioning,
+            if e.local { " local" } else { "" }
+        );
     }
     s
 }
@@ -49,17 +64,30 @@ fn sales_analytics_chains_into_14_tasks_on_8_slots() {
     assert!(c.errors.is_empty(), "{:?}", c.errors);
     let plan = c.plan.unwrap();
     assert_eq!(plan.vertices.len(), 3);
-    let phys = resolve(&plan, ClusterShape { nodes: 2, procs_per_node: 1, workers: 4 }, None).unwrap();
+    let phys = resolve(
+        &plan,
+        ClusterShape {
+            nodes: 2,
+            procs_per_node: 1,
+            workers: 4,
+        },
+        None,
+    )
+    .unwrap();
     assert_eq!(phys.tasks, 14);
     assert_eq!(phys.slots_needed, 8);
-    assert_eq!(phys.vertices[0].operators, vec!["orders", "large-orders", "to-cents"]);
+    assert_eq!(
+        phys.vertices[0].operators,
+        vec!["orders", "large-orders", "to-cents"]
+    );
     assert_eq!(phys.vertices[0].parallelism, 4);
     assert_eq!(phys.vertices[1].parallelism, 8);
     assert_eq!(phys.vertices[2].parallelism, 2);
     assert_eq!(phys.edges[0].partitioning, Partitioning::Hash);
     assert_eq!(phys.edges[1].partitioning, Partitioning::Rebalance);
     // Instances of a vertex spread across both nodes.
-    let nodes: std::collections::BTreeSet<_> = phys.vertices[0].instances.iter().map(|s| s.node).collect();
+    let nodes: std::collections::BTreeSet<_> =
+        phys.vertices[0].instances.iter().map(|s| s.node).collect();
     assert_eq!(nodes.len(), 2);
     insta::assert_snapshot!("sales_analytics_2x1x4", explain_text(&phys));
 }
@@ -68,7 +96,16 @@ fn sales_analytics_chains_into_14_tasks_on_8_slots() {
 fn start_new_chain_on_filter_gives_flinks_18_tasks() {
     let c = sales(quote!(.start_new_chain()));
     assert!(c.errors.is_empty(), "{:?}", c.errors);
-    let phys = resolve(&c.plan.unwrap(), ClusterShape { nodes: 2, procs_per_node: 1, workers: 4 }, None).unwrap();
+    let phys = resolve(
+        &c.plan.unwrap(),
+        ClusterShape {
+            nodes: 2,
+            procs_per_node: 1,
+            workers: 4,
+        },
+        None,
+    )
+    .unwrap();
     assert_eq!(phys.vertices.len(), 4);
     assert_eq!(phys.tasks, 18);
     assert_eq!(phys.vertices[1].operators, vec!["large-orders", "to-cents"]);
@@ -80,7 +117,16 @@ fn start_new_chain_on_filter_gives_flinks_18_tasks() {
 #[test]
 fn too_few_slots_is_an_error_saying_how_many() {
     let c = sales(quote!());
-    let err = resolve(&c.plan.unwrap(), ClusterShape { nodes: 1, procs_per_node: 1, workers: 4 }, None).unwrap_err();
+    let err = resolve(
+        &c.plan.unwrap(),
+        ClusterShape {
+            nodes: 1,
+            procs_per_node: 1,
+            workers: 4,
+        },
+        None,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("needs 8 slots"), "{err}");
 }
 
@@ -103,9 +149,20 @@ fn slot_sharing_groups_take_their_own_slots_and_break_chains() {
     assert_eq!(plan.vertices.len(), 2);
     let phys = resolve(&plan, ClusterShape::single(4), Some(2)).unwrap();
     assert_eq!(phys.slots_needed, 4);
-    let a: Vec<_> = phys.vertices[0].instances.iter().map(|s| s.worker).collect();
-    let b: Vec<_> = phys.vertices[1].instances.iter().map(|s| s.worker).collect();
-    assert!(a.iter().all(|w| !b.contains(w)), "groups must not share slots: {a:?} {b:?}");
+    let a: Vec<_> = phys.vertices[0]
+        .instances
+        .iter()
+        .map(|s| s.worker)
+        .collect();
+    let b: Vec<_> = phys.vertices[1]
+        .instances
+        .iter()
+        .map(|s| s.worker)
+        .collect();
+    assert!(
+        a.iter().all(|w| !b.contains(w)),
+        "groups must not share slots: {a:?} {b:?}"
+    );
     assert_eq!(phys.edges[0].partitioning, Partitioning::Forward);
     assert!(!phys.edges[0].local);
 }
@@ -126,7 +183,9 @@ fn union_and_branching_make_multi_input_and_multi_output_vertices() {
     );
     assert!(c.errors.is_empty(), "{:?}", c.errors);
     let plan = c.plan.unwrap();
-    let names: Vec<_> = (0..plan.vertices.len()).map(|v| plan.vertex_name(v)).collect();
+    let names: Vec<_> = (0..plan.vertices.len())
+        .map(|v| plan.vertex_name(v))
+        .collect();
     assert_eq!(names, vec!["a", "b", "filter -> sink", "map", "sink-2"]);
     let code = prettyplease::unparse(&syn::parse2(c.tokens).unwrap());
     insta::assert_snapshot!("branches_code", code);
@@ -144,8 +203,17 @@ fn job_arguments_are_collected_with_defaults() {
         },
     );
     assert!(c.errors.is_empty(), "{:?}", c.errors);
-    let args: Vec<_> = c.plan.unwrap().args.into_iter().map(|a| (a.name, a.has_default)).collect();
-    assert_eq!(args, vec![("limit".to_string(), true), ("out".to_string(), false)]);
+    let args: Vec<_> = c
+        .plan
+        .unwrap()
+        .args
+        .into_iter()
+        .map(|a| (a.name, a.has_default))
+        .collect();
+    assert_eq!(
+        args,
+        vec![("limit".to_string(), true), ("out".to_string(), false)]
+    );
 }
 
 #[test]
@@ -187,7 +255,20 @@ fn operator_details_show_whole_expressions() {
     );
     assert!(c.errors.is_empty(), "{:?}", c.errors);
     let plan = c.plan.unwrap();
-    let detail = |kind| plan.operators.iter().find(|o| o.kind == kind).unwrap().detail.clone();
-    assert_eq!(detail(weir_compiler::plan::OpKind::Watermarks), "BoundedOutOfOrderness::seconds(10), timestamps |c| c.1");
-    assert_eq!(detail(weir_compiler::plan::OpKind::Window), "Session::minutes(30), process |k, w, rs| vec![(* k, w.start, rs.len())]");
+    let detail = |kind| {
+        plan.operators
+            .iter()
+            .find(|o| o.kind == kind)
+            .unwrap()
+            .detail
+            .clone()
+    };
+    assert_eq!(
+        detail(weir_compiler::plan::OpKind::Watermarks),
+        "BoundedOutOfOrderness::seconds(10), timestamps |c| c.1"
+    );
+    assert_eq!(
+        detail(weir_compiler::plan::OpKind::Window),
+        "Session::minutes(30), process |k, w, rs| vec![(* k, w.start, rs.len())]"
+    );
 }

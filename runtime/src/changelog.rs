@@ -32,13 +32,19 @@ impl<T> Change<T> {
     /// The row.
     pub fn value(&self) -> &T {
         match self {
-            Change::Insert(v) | Change::UpdateBefore(v) | Change::UpdateAfter(v) | Change::Delete(v) => v,
+            Change::Insert(v)
+            | Change::UpdateBefore(v)
+            | Change::UpdateAfter(v)
+            | Change::Delete(v) => v,
         }
     }
     /// The row, owned.
     pub fn into_value(self) -> T {
         match self {
-            Change::Insert(v) | Change::UpdateBefore(v) | Change::UpdateAfter(v) | Change::Delete(v) => v,
+            Change::Insert(v)
+            | Change::UpdateBefore(v)
+            | Change::UpdateAfter(v)
+            | Change::Delete(v) => v,
         }
     }
     /// Whether this change takes a row away (`UpdateBefore`, `Delete`).
@@ -56,7 +62,9 @@ pub struct Materialized<T: Eq + std::hash::Hash> {
 impl<T: Eq + std::hash::Hash + Clone + Ord> Materialized<T> {
     /// An empty table.
     pub fn new() -> Self {
-        Materialized { rows: HashMap::new() }
+        Materialized {
+            rows: HashMap::new(),
+        }
     }
     /// Apply one change.
     pub fn apply(&mut self, c: Change<T>) {
@@ -74,7 +82,9 @@ impl<T: Eq + std::hash::Hash + Clone + Ord> Materialized<T> {
         let mut out = Vec::new();
         for (v, &n) in &self.rows {
             if n < 0 {
-                return Err(format!("a row was retracted more often than inserted ({n})"));
+                return Err(format!(
+                    "a row was retracted more often than inserted ({n})"
+                ));
             }
             out.extend(std::iter::repeat_n(v.clone(), n as usize));
         }
@@ -108,25 +118,50 @@ pub struct UpdatingAggregate<K, T, KF, A: RetractingAggregator<T>> {
 }
 
 /// `key_by(k).updating_aggregate(agg)` on a changelog stream, for generated code.
-pub fn updating_aggregate<T, K, KF, A>(_: Witness<Change<T>>, key: &KF, agg: A) -> (UpdatingAggregate<K, T, KF, A>, Witness<Change<A::Out>>)
+pub fn updating_aggregate<T, K, KF, A>(
+    _: Witness<Change<T>>,
+    key: &KF,
+    agg: A,
+) -> (UpdatingAggregate<K, T, KF, A>, Witness<Change<A::Out>>)
 where
     K: Key,
     KF: Fn(&Change<T>) -> K + Clone,
     A: RetractingAggregator<T>,
 {
-    (UpdatingAggregate { key: key.clone(), agg, state: HashMap::new() }, Witness::new())
+    (
+        UpdatingAggregate {
+            key: key.clone(),
+            agg,
+            state: HashMap::new(),
+        },
+        Witness::new(),
+    )
 }
 
-impl<K: Key, T, KF: Fn(&Change<T>) -> K, A: RetractingAggregator<T>> UpdatingAggregate<K, T, KF, A> {
+impl<K: Key, T, KF: Fn(&Change<T>) -> K, A: RetractingAggregator<T>>
+    UpdatingAggregate<K, T, KF, A>
+{
     /// Apply one change and emit what changed in the key's result: `Insert` for a new key,
     /// `UpdateBefore` + `UpdateAfter` for a changed result, `Delete` when the key's last row
     /// is retracted.
-    pub fn on_record<O: FnMut(EventTime, Change<A::Out>) -> Result<()>>(&mut self, ts: EventTime, change: Change<T>, out: &mut O) -> Result<()> {
+    pub fn on_record<O: FnMut(EventTime, Change<A::Out>) -> Result<()>>(
+        &mut self,
+        ts: EventTime,
+        change: Change<T>,
+        out: &mut O,
+    ) -> Result<()> {
         let k = (self.key)(&change);
         let retract = change.is_retraction();
-        let (count, acc, last) = self.state.remove(&k).unwrap_or_else(|| (0, self.agg.create_accumulator(), None));
+        let (count, acc, last) = self
+            .state
+            .remove(&k)
+            .unwrap_or_else(|| (0, self.agg.create_accumulator(), None));
         let v = change.into_value();
-        let (count, acc) = if retract { (count - 1, self.agg.retract(acc, v)) } else { (count + 1, self.agg.add(acc, v)) };
+        let (count, acc) = if retract {
+            (count - 1, self.agg.retract(acc, v))
+        } else {
+            (count + 1, self.agg.add(acc, v))
+        };
         if count <= 0 {
             if let Some(old) = last {
                 out(ts, Change::Delete(old))?;
@@ -155,19 +190,43 @@ pub struct UpdatingJoin<K, L, R, KF, F> {
 }
 
 /// `a.updating_join(b).apply(f)` for generated code.
-pub fn updating_join<L, R, K, KF, O, F>(_: Witness<Two<Change<L>, Change<R>>>, key: &KF, f: F) -> (UpdatingJoin<K, L, R, KF, F>, Witness<Change<O>>)
+pub fn updating_join<L, R, K, KF, O, F>(
+    _: Witness<Two<Change<L>, Change<R>>>,
+    key: &KF,
+    f: F,
+) -> (UpdatingJoin<K, L, R, KF, F>, Witness<Change<O>>)
 where
     K: Key,
     KF: Fn(&Two<Change<L>, Change<R>>) -> K + Clone,
     F: FnMut(&L, &R) -> O,
 {
-    (UpdatingJoin { key: key.clone(), f, rows: HashMap::new() }, Witness::new())
+    (
+        UpdatingJoin {
+            key: key.clone(),
+            f,
+            rows: HashMap::new(),
+        },
+        Witness::new(),
+    )
 }
 
-impl<K: Key, L: PartialEq, R: PartialEq, KF: Fn(&Two<Change<L>, Change<R>>) -> K, O, F: FnMut(&L, &R) -> O> UpdatingJoin<K, L, R, KF, F> {
+impl<
+        K: Key,
+        L: PartialEq,
+        R: PartialEq,
+        KF: Fn(&Two<Change<L>, Change<R>>) -> K,
+        O,
+        F: FnMut(&L, &R) -> O,
+    > UpdatingJoin<K, L, R, KF, F>
+{
     /// Apply a change of either side: an added row joins every matching row of the other
     /// side (`Insert`s), a retracted row retracts those results (`Delete`s).
-    pub fn on_record<E: FnMut(EventTime, Change<O>) -> Result<()>>(&mut self, ts: EventTime, change: Two<Change<L>, Change<R>>, out: &mut E) -> Result<()> {
+    pub fn on_record<E: FnMut(EventTime, Change<O>) -> Result<()>>(
+        &mut self,
+        ts: EventTime,
+        change: Two<Change<L>, Change<R>>,
+        out: &mut E,
+    ) -> Result<()> {
         let k = (self.key)(&change);
         let (ls, rs) = self.rows.entry(k.clone()).or_default();
         match change {
@@ -175,7 +234,9 @@ impl<K: Key, L: PartialEq, R: PartialEq, KF: Fn(&Two<Change<L>, Change<R>>) -> K
                 let retract = c.is_retraction();
                 let l = c.into_value();
                 if retract {
-                    let Some(i) = ls.iter().position(|x| *x == l) else { return Ok(()) };
+                    let Some(i) = ls.iter().position(|x| *x == l) else {
+                        return Ok(());
+                    };
                     ls.swap_remove(i);
                     for r in rs.iter() {
                         out(ts, Change::Delete((self.f)(&l, r)))?;
@@ -191,7 +252,9 @@ impl<K: Key, L: PartialEq, R: PartialEq, KF: Fn(&Two<Change<L>, Change<R>>) -> K
                 let retract = c.is_retraction();
                 let r = c.into_value();
                 if retract {
-                    let Some(i) = rs.iter().position(|x| *x == r) else { return Ok(()) };
+                    let Some(i) = rs.iter().position(|x| *x == r) else {
+                        return Ok(());
+                    };
                     rs.swap_remove(i);
                     for l in ls.iter() {
                         out(ts, Change::Delete((self.f)(l, &r)))?;
@@ -204,7 +267,11 @@ impl<K: Key, L: PartialEq, R: PartialEq, KF: Fn(&Two<Change<L>, Change<R>>) -> K
                 }
             }
         }
-        if self.rows.get(&k).is_some_and(|(l, r)| l.is_empty() && r.is_empty()) {
+        if self
+            .rows
+            .get(&k)
+            .is_some_and(|(l, r)| l.is_empty() && r.is_empty())
+        {
             self.rows.remove(&k);
         }
         Ok(())
@@ -238,14 +305,29 @@ mod tests {
         let kf = |c: &Change<(u32, i64)>| c.value().0;
         let (mut op, _) = updating_aggregate(Witness::new(), &kf, Sum);
         let mut out = Vec::new();
-        for c in [Change::Insert((1, 5)), Change::Insert((1, 3)), Change::Delete((1, 5)), Change::Delete((1, 3))] {
+        for c in [
+            Change::Insert((1, 5)),
+            Change::Insert((1, 3)),
+            Change::Delete((1, 5)),
+            Change::Delete((1, 3)),
+        ] {
             op.on_record(0, c, &mut |_, o| {
                 out.push(o);
                 Ok(())
             })
             .unwrap();
         }
-        assert_eq!(out, vec![Change::Insert((1, 5)), Change::UpdateBefore((1, 5)), Change::UpdateAfter((1, 8)), Change::UpdateBefore((1, 8)), Change::UpdateAfter((1, 3)), Change::Delete((1, 3))]);
+        assert_eq!(
+            out,
+            vec![
+                Change::Insert((1, 5)),
+                Change::UpdateBefore((1, 5)),
+                Change::UpdateAfter((1, 8)),
+                Change::UpdateBefore((1, 8)),
+                Change::UpdateAfter((1, 3)),
+                Change::Delete((1, 3))
+            ]
+        );
     }
 
     #[test]
@@ -254,7 +336,9 @@ mod tests {
             Two::Left(c) => c.value().0,
             Two::Right(c) => c.value().0,
         };
-        let (mut j, _) = updating_join(Witness::new(), &kf, |l: &(u32, String), r: &(u32, i64)| (l.1.clone(), r.1));
+        let (mut j, _) = updating_join(Witness::new(), &kf, |l: &(u32, String), r: &(u32, i64)| {
+            (l.1.clone(), r.1)
+        });
         let mut changes = Vec::new();
         let s = |x: &str| x.to_string();
         let steps = vec![

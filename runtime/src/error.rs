@@ -28,15 +28,27 @@ pub struct RuntimeError {
 impl RuntimeError {
     /// A user error (bad input, flag or configuration).
     pub fn user(message: impl Into<String>) -> Self {
-        RuntimeError { domain: ErrorDomain::User, message: message.into(), operator: None }
+        RuntimeError {
+            domain: ErrorDomain::User,
+            message: message.into(),
+            operator: None,
+        }
     }
     /// An error of an outside system (I/O, network).
     pub fn external(message: impl Into<String>) -> Self {
-        RuntimeError { domain: ErrorDomain::External, message: message.into(), operator: None }
+        RuntimeError {
+            domain: ErrorDomain::External,
+            message: message.into(),
+            operator: None,
+        }
     }
     /// A bug in weir.
     pub fn internal(message: impl Into<String>) -> Self {
-        RuntimeError { domain: ErrorDomain::Internal, message: message.into(), operator: None }
+        RuntimeError {
+            domain: ErrorDomain::Internal,
+            message: message.into(),
+            operator: None,
+        }
     }
     /// Attach the operator the error happened in.
     pub fn in_operator(mut self, name: impl Into<String>) -> Self {

@@ -52,7 +52,13 @@ impl Env {
     /// and no unknown argument is accepted.
     pub fn from_pairs(plan: &JobPlan, pairs: &[(String, String)]) -> Result<Self> {
         let mut args = BTreeMap::new();
-        let known = || plan.args.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ");
+        let known = || {
+            plan.args
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         for (k, v) in pairs {
             if !plan.args.iter().any(|a| &a.name == k) {
                 let msg = if plan.args.is_empty() {
@@ -64,10 +70,27 @@ impl Env {
             }
             args.insert(k.clone(), v.clone());
         }
-        let missing: Vec<_> = plan.args.iter().filter(|a| !a.has_default && !args.contains_key(&a.name)).map(|a| a.name.clone()).collect();
+        let missing: Vec<_> = plan
+            .args
+            .iter()
+            .filter(|a| !a.has_default && !args.contains_key(&a.name))
+            .map(|a| a.name.clone())
+            .collect();
         if !missing.is_empty() {
-            let how = missing.iter().map(|m| format!("--arg {m}=<value>")).collect::<Vec<_>>().join(" ");
-            return Err(RuntimeError::user(format!("missing job argument{} {}: pass {how}", if missing.len() > 1 { "s" } else { "" }, missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "))));
+            let how = missing
+                .iter()
+                .map(|m| format!("--arg {m}=<value>"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            return Err(RuntimeError::user(format!(
+                "missing job argument{} {}: pass {how}",
+                if missing.len() > 1 { "s" } else { "" },
+                missing
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
         }
         Ok(Env { args })
     }
@@ -80,7 +103,10 @@ impl Env {
 
     /// The argument's value, or `default` when it was not given.
     pub fn arg_or(&self, name: &str, default: impl ToString) -> String {
-        self.args.get(name).cloned().unwrap_or_else(|| default.to_string())
+        self.args
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
     }
 
     /// All given arguments.

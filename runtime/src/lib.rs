@@ -21,33 +21,46 @@ pub mod state;
 pub mod testing;
 pub mod time;
 pub mod two_input;
+pub mod vertex;
 pub mod watermarks;
 pub mod windows;
-pub mod vertex;
 pub mod worker;
 
 pub use weir_compiler::plan;
 
-/// Re-exported for generated code.
-#[doc(hidden)]
-pub use timely;
 /// Re-exported so that `#[weir::record]` types need no serde dependency of their own.
 #[doc(hidden)]
 pub use serde;
+/// Re-exported for generated code.
+#[doc(hidden)]
+pub use timely;
 
 /// What a pipeline file needs: `use weir::prelude::*;`.
 pub mod prelude {
+    pub use crate::changelog::{Change, Materialized, RetractingAggregator};
     pub use crate::data::{Data, EventTime};
     pub use crate::job::Env;
     pub use crate::key::Key;
-    pub use crate::sinks::{CollectSink, DiscardSink, FileSink, Guarantee, Sink, SinkWriter, StdoutSink};
+    pub use crate::process::{
+        Context, KeyedProcessFunction, ListState, MapState, OutputTag, ProcessingTimeOnly,
+        TimeDomain, ValueState, WithEventTime,
+    };
+    pub use crate::sinks::{
+        CollectSink, DiscardSink, FileSink, Guarantee, Sink, SinkWriter, StdoutSink,
+    };
     pub use crate::sources::{BadRecordPolicy, FileSource, Generator, Source, SourceReader};
-    pub use crate::time::{CountWindow, Session, SessionProcessingTime, Sliding, SlidingProcessingTime, Tumbling, TumblingProcessingTime, Window, WindowAssigner, WindowKind};
-    pub use crate::watermarks::{BoundedOutOfOrderness, Custom, Monotonous, Punctuated, WatermarkGenerator, WatermarkStrategy};
-    pub use crate::process::{Context, KeyedProcessFunction, ListState, MapState, OutputTag, ProcessingTimeOnly, TimeDomain, ValueState, WithEventTime};
-    pub use crate::two_input::{BroadcastView, KeyedBroadcastProcessFunction, KeyedCoProcessFunction, Two};
-    pub use crate::changelog::{Change, Materialized, RetractingAggregator};
+    pub use crate::time::{
+        CountWindow, Session, SessionProcessingTime, Sliding, SlidingProcessingTime, Tumbling,
+        TumblingProcessingTime, Window, WindowAssigner, WindowKind,
+    };
+    pub use crate::two_input::{
+        BroadcastView, KeyedBroadcastProcessFunction, KeyedCoProcessFunction, Two,
+    };
+    pub use crate::watermarks::{
+        BoundedOutOfOrderness, Custom, Monotonous, Punctuated, WatermarkGenerator,
+        WatermarkStrategy,
+    };
     pub use crate::windows::Aggregator;
-    pub use std::time::Duration;
     pub use serde::{Deserialize, Serialize};
+    pub use std::time::Duration;
 }

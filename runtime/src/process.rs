@@ -31,7 +31,10 @@ pub struct OutputTag<T> {
 impl<T> OutputTag<T> {
     /// A tag called `name`.
     pub const fn new(name: &'static str) -> Self {
-        OutputTag { name, _t: PhantomData }
+        OutputTag {
+            name,
+            _t: PhantomData,
+        }
     }
     /// Its name.
     pub fn name(&self) -> &'static str {
@@ -84,7 +87,10 @@ pub struct KeyState {
 impl KeyState {
     fn slot<T: 'static, D: Default + 'static>(&mut self, name: &'static str) -> Option<&mut D> {
         let _ = PhantomData::<T>;
-        self.values.entry(name).or_insert_with(|| Box::new(D::default())).downcast_mut::<D>()
+        self.values
+            .entry(name)
+            .or_insert_with(|| Box::new(D::default()))
+            .downcast_mut::<D>()
     }
     fn is_empty(&self) -> bool {
         self.values.is_empty()
@@ -99,7 +105,10 @@ pub struct Timers<K> {
 
 impl<K> Default for Timers<K> {
     fn default() -> Self {
-        Timers { event: BTreeMap::new(), processing: BTreeMap::new() }
+        Timers {
+            event: BTreeMap::new(),
+            processing: BTreeMap::new(),
+        }
     }
 }
 
@@ -124,7 +133,11 @@ pub struct Context<'a, K, O, M = WithEventTime> {
 impl<'a, K: Key, O> Context<'a, K, O, WithEventTime> {
     /// Fire `on_timer` for this key when the watermark reaches `time`.
     pub fn register_event_time_timer(&mut self, time: EventTime) {
-        self.timers.event.entry(time).or_default().insert(self.key.clone());
+        self.timers
+            .event
+            .entry(time)
+            .or_default()
+            .insert(self.key.clone());
     }
     /// Cancel an event-time timer of this key.
     pub fn delete_event_time_timer(&mut self, time: EventTime) {
@@ -159,13 +172,22 @@ impl<'a, K: Key, O, M> Context<'a, K, O, M> {
     /// Emit a record to a side output (read with `.side_output(TAG)` in the pipeline).
     pub fn output<T: 'static>(&mut self, tag: &OutputTag<T>, value: T) {
         let ts = self.timestamp.unwrap_or(crate::data::NO_TIMESTAMP);
-        if let Some(v) = self.side.entry(tag.name).or_insert_with(|| Box::new(Vec::<(EventTime, T)>::new())).downcast_mut::<Vec<(EventTime, T)>>() {
+        if let Some(v) = self
+            .side
+            .entry(tag.name)
+            .or_insert_with(|| Box::new(Vec::<(EventTime, T)>::new()))
+            .downcast_mut::<Vec<(EventTime, T)>>()
+        {
             v.push((ts, value));
         }
     }
     /// Fire `on_timer` for this key when the wall clock reaches `time`.
     pub fn register_processing_time_timer(&mut self, time: EventTime) {
-        self.timers.processing.entry(time).or_default().insert(self.key.clone());
+        self.timers
+            .processing
+            .entry(time)
+            .or_default()
+            .insert(self.key.clone());
     }
     /// Cancel a processing-time timer of this key.
     pub fn delete_processing_time_timer(&mut self, time: EventTime) {
@@ -176,7 +198,11 @@ impl<'a, K: Key, O, M> Context<'a, K, O, M> {
 
     /// The current key's value of `state`.
     pub fn value<T: Clone + 'static>(&self, state: &ValueState<T>) -> Option<T> {
-        self.state.values.get(state.name).and_then(|b| b.downcast_ref::<Option<T>>()).and_then(|v| v.clone())
+        self.state
+            .values
+            .get(state.name)
+            .and_then(|b| b.downcast_ref::<Option<T>>())
+            .and_then(|v| v.clone())
     }
     /// Set the current key's value of `state`.
     pub fn update<T: Clone + 'static>(&mut self, state: &ValueState<T>, value: T) {
@@ -190,7 +216,12 @@ impl<'a, K: Key, O, M> Context<'a, K, O, M> {
     }
     /// The current key's list (a copy).
     pub fn list<T: Clone + 'static>(&self, state: &ListState<T>) -> Vec<T> {
-        self.state.values.get(state.name).and_then(|b| b.downcast_ref::<Vec<T>>()).cloned().unwrap_or_default()
+        self.state
+            .values
+            .get(state.name)
+            .and_then(|b| b.downcast_ref::<Vec<T>>())
+            .cloned()
+            .unwrap_or_default()
     }
     /// Append to the current key's list.
     pub fn add<T: 'static>(&mut self, state: &ListState<T>, value: T) {
@@ -211,8 +242,16 @@ impl<'a, K: Key, O, M> Context<'a, K, O, M> {
         self.state.values.remove(state.name);
     }
     /// The value of `k` in the current key's map.
-    pub fn get<MK: Key, MV: Clone + 'static>(&self, state: &MapState<MK, MV>, k: &MK) -> Option<MV> {
-        self.state.values.get(state.name).and_then(|b| b.downcast_ref::<HashMap<MK, MV>>()).and_then(|m| m.get(k).cloned())
+    pub fn get<MK: Key, MV: Clone + 'static>(
+        &self,
+        state: &MapState<MK, MV>,
+        k: &MK,
+    ) -> Option<MV> {
+        self.state
+            .values
+            .get(state.name)
+            .and_then(|b| b.downcast_ref::<HashMap<MK, MV>>())
+            .and_then(|m| m.get(k).cloned())
     }
     /// Set `k` in the current key's map.
     pub fn put<MK: Key, MV: 'static>(&mut self, state: &MapState<MK, MV>, k: MK, v: MV) {
@@ -222,7 +261,12 @@ impl<'a, K: Key, O, M> Context<'a, K, O, M> {
     }
     /// Remove `k` from the current key's map (the map's last entry clears it).
     pub fn remove<MK: Key, MV: 'static>(&mut self, state: &MapState<MK, MV>, k: &MK) {
-        let now_empty = match self.state.values.get_mut(state.name).and_then(|b| b.downcast_mut::<HashMap<MK, MV>>()) {
+        let now_empty = match self
+            .state
+            .values
+            .get_mut(state.name)
+            .and_then(|b| b.downcast_mut::<HashMap<MK, MV>>())
+        {
             Some(m) => {
                 m.remove(k);
                 m.is_empty()
@@ -239,7 +283,12 @@ impl<'a, K: Key, O, M> Context<'a, K, O, M> {
     }
     /// All entries of the current key's map (a copy).
     pub fn entries<MK: Key, MV: Clone + 'static>(&self, state: &MapState<MK, MV>) -> Vec<(MK, MV)> {
-        self.state.values.get(state.name).and_then(|b| b.downcast_ref::<HashMap<MK, MV>>()).map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+        self.state
+            .values
+            .get(state.name)
+            .and_then(|b| b.downcast_ref::<HashMap<MK, MV>>())
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -258,7 +307,13 @@ pub trait KeyedProcessFunction<K, I, M = WithEventTime>: 'static {
     /// Handle one record of the current key.
     fn process_element(&mut self, record: I, ctx: &mut Context<'_, K, Self::Out, M>);
     /// A timer of the current key fired at `time`.
-    fn on_timer(&mut self, _time: EventTime, _domain: TimeDomain, _ctx: &mut Context<'_, K, Self::Out, M>) {}
+    fn on_timer(
+        &mut self,
+        _time: EventTime,
+        _domain: TimeDomain,
+        _ctx: &mut Context<'_, K, Self::Out, M>,
+    ) {
+    }
 }
 
 /// The operator running a keyed process function on one instance.
@@ -273,12 +328,28 @@ pub struct KeyedProcessOp<K, I, KF, M, P: KeyedProcessFunction<K, I, M>> {
     _i: PhantomData<fn(I, M)>,
 }
 
-fn new_op<K, I, KF, M, P: KeyedProcessFunction<K, I, M>>(key: KF, func: P) -> KeyedProcessOp<K, I, KF, M, P> {
-    KeyedProcessOp { key, func, state: HashMap::new(), timers: Timers::default(), watermark: EventTime::MIN, out: Vec::new(), side: HashMap::new(), _i: PhantomData }
+fn new_op<K, I, KF, M, P: KeyedProcessFunction<K, I, M>>(
+    key: KF,
+    func: P,
+) -> KeyedProcessOp<K, I, KF, M, P> {
+    KeyedProcessOp {
+        key,
+        func,
+        state: HashMap::new(),
+        timers: Timers::default(),
+        watermark: EventTime::MIN,
+        out: Vec::new(),
+        side: HashMap::new(),
+        _i: PhantomData,
+    }
 }
 
 /// `key_by(k).process(f)` on a stream with watermarks, for generated code.
-pub fn keyed_process<I, K, KF, P>(_: Witness<I>, key: &KF, func: P) -> (KeyedProcessOp<K, I, KF, WithEventTime, P>, Witness<P::Out>)
+pub fn keyed_process<I, K, KF, P>(
+    _: Witness<I>,
+    key: &KF,
+    func: P,
+) -> (KeyedProcessOp<K, I, KF, WithEventTime, P>, Witness<P::Out>)
 where
     K: Key,
     KF: Fn(&I) -> K + Clone,
@@ -288,7 +359,14 @@ where
 }
 
 /// `key_by(k).process(f)` on a stream without watermarks, for generated code.
-pub fn keyed_process_processing_time<I, K, KF, P>(_: Witness<I>, key: &KF, func: P) -> (KeyedProcessOp<K, I, KF, ProcessingTimeOnly, P>, Witness<P::Out>)
+pub fn keyed_process_processing_time<I, K, KF, P>(
+    _: Witness<I>,
+    key: &KF,
+    func: P,
+) -> (
+    KeyedProcessOp<K, I, KF, ProcessingTimeOnly, P>,
+    Witness<P::Out>,
+)
 where
     K: Key,
     KF: Fn(&I) -> K + Clone,
@@ -302,13 +380,24 @@ pub fn side_witness<T>(_: &OutputTag<T>) -> Witness<T> {
     Witness::new()
 }
 
-impl<K: Key, I, KF: Fn(&I) -> K, M, P: KeyedProcessFunction<K, I, M>> KeyedProcessOp<K, I, KF, M, P> {
+impl<K: Key, I, KF: Fn(&I) -> K, M, P: KeyedProcessFunction<K, I, M>>
+    KeyedProcessOp<K, I, KF, M, P>
+{
     fn call<F>(&mut self, key: &K, timestamp: Option<EventTime>, f: F)
     where
         F: FnOnce(&mut P, &mut Context<'_, K, P::Out, M>),
     {
         let state = self.state.entry(key.clone()).or_default();
-        let mut ctx = Context { key, timestamp, watermark: self.watermark, state, timers: &mut self.timers, out: &mut self.out, side: &mut self.side, _mode: PhantomData };
+        let mut ctx = Context {
+            key,
+            timestamp,
+            watermark: self.watermark,
+            state,
+            timers: &mut self.timers,
+            out: &mut self.out,
+            side: &mut self.side,
+            _mode: PhantomData,
+        };
         f(&mut self.func, &mut ctx);
         if self.state.get(key).is_some_and(KeyState::is_empty) {
             self.state.remove(key);
@@ -323,7 +412,12 @@ impl<K: Key, I, KF: Fn(&I) -> K, M, P: KeyedProcessFunction<K, I, M>> KeyedProce
     }
 
     /// Handle a record; emitted records go to `out`.
-    pub fn on_record<O: FnMut(EventTime, P::Out) -> Result<()>>(&mut self, ts: EventTime, record: I, out: &mut O) -> Result<()> {
+    pub fn on_record<O: FnMut(EventTime, P::Out) -> Result<()>>(
+        &mut self,
+        ts: EventTime,
+        record: I,
+        out: &mut O,
+    ) -> Result<()> {
         let k = (self.key)(&record);
         let timestamp = (ts != crate::data::NO_TIMESTAMP).then_some(ts);
         self.call(&k, timestamp, |f, ctx| f.process_element(record, ctx));
@@ -331,7 +425,11 @@ impl<K: Key, I, KF: Fn(&I) -> K, M, P: KeyedProcessFunction<K, I, M>> KeyedProce
     }
 
     /// The watermark advanced: fire due event-time timers in time order.
-    pub fn on_watermark<O: FnMut(EventTime, P::Out) -> Result<()>>(&mut self, wm: EventTime, out: &mut O) -> Result<()> {
+    pub fn on_watermark<O: FnMut(EventTime, P::Out) -> Result<()>>(
+        &mut self,
+        wm: EventTime,
+        out: &mut O,
+    ) -> Result<()> {
         if wm <= self.watermark {
             return Ok(());
         }
@@ -344,7 +442,9 @@ impl<K: Key, I, KF: Fn(&I) -> K, M, P: KeyedProcessFunction<K, I, M>> KeyedProce
             let mut keys: Vec<K> = keys.into_iter().collect();
             keys.sort_by_key(|k| k.key_hash());
             for k in keys {
-                self.call(&k, Some(t), |f, ctx| f.on_timer(t, TimeDomain::EventTime, ctx));
+                self.call(&k, Some(t), |f, ctx| {
+                    f.on_timer(t, TimeDomain::EventTime, ctx)
+                });
                 self.drain(out)?;
             }
         }
@@ -352,7 +452,11 @@ impl<K: Key, I, KF: Fn(&I) -> K, M, P: KeyedProcessFunction<K, I, M>> KeyedProce
     }
 
     /// The wall clock advanced: fire due processing-time timers.
-    pub fn on_tick<O: FnMut(EventTime, P::Out) -> Result<()>>(&mut self, now: EventTime, out: &mut O) -> Result<()> {
+    pub fn on_tick<O: FnMut(EventTime, P::Out) -> Result<()>>(
+        &mut self,
+        now: EventTime,
+        out: &mut O,
+    ) -> Result<()> {
         while let Some(entry) = self.timers.processing.first_entry() {
             if *entry.key() > now {
                 break;
@@ -361,7 +465,9 @@ impl<K: Key, I, KF: Fn(&I) -> K, M, P: KeyedProcessFunction<K, I, M>> KeyedProce
             let mut keys: Vec<K> = keys.into_iter().collect();
             keys.sort_by_key(|k| k.key_hash());
             for k in keys {
-                self.call(&k, Some(t), |f, ctx| f.on_timer(t, TimeDomain::ProcessingTime, ctx));
+                self.call(&k, Some(t), |f, ctx| {
+                    f.on_timer(t, TimeDomain::ProcessingTime, ctx)
+                });
                 self.drain(out)?;
             }
         }
@@ -369,8 +475,16 @@ impl<K: Key, I, KF: Fn(&I) -> K, M, P: KeyedProcessFunction<K, I, M>> KeyedProce
     }
 
     /// Hand the records written to side output `tag` since the last call to `out`.
-    pub fn drain_side<T: 'static, O: FnMut(EventTime, T) -> Result<()>>(&mut self, tag: &OutputTag<T>, out: &mut O) -> Result<()> {
-        if let Some(v) = self.side.get_mut(tag.name).and_then(|b| b.downcast_mut::<Vec<(EventTime, T)>>()) {
+    pub fn drain_side<T: 'static, O: FnMut(EventTime, T) -> Result<()>>(
+        &mut self,
+        tag: &OutputTag<T>,
+        out: &mut O,
+    ) -> Result<()> {
+        if let Some(v) = self
+            .side
+            .get_mut(tag.name)
+            .and_then(|b| b.downcast_mut::<Vec<(EventTime, T)>>())
+        {
             for (ts, x) in v.drain(..) {
                 out(ts, x)?;
             }
@@ -418,7 +532,12 @@ mod tests {
                 ctx.register_event_time_timer(ts + 10);
             }
         }
-        fn on_timer(&mut self, _t: EventTime, _d: TimeDomain, ctx: &mut Context<'_, u32, Self::Out>) {
+        fn on_timer(
+            &mut self,
+            _t: EventTime,
+            _d: TimeDomain,
+            ctx: &mut Context<'_, u32, Self::Out>,
+        ) {
             let n = ctx.value(&self.count).unwrap_or(0);
             let seen = ctx.list(&self.seen);
             ctx.emit((*ctx.key(), n, seen));
@@ -430,7 +549,10 @@ mod tests {
     #[test]
     fn state_timers_and_side_outputs() {
         let kf = |r: &(u32, i64)| r.0;
-        let f = CountThenFlush { count: ValueState::new("count"), seen: ListState::new("seen") };
+        let f = CountThenFlush {
+            count: ValueState::new("count"),
+            seen: ListState::new("seen"),
+        };
         let (mut op, _) = keyed_process(Witness::<(u32, i64)>::new(), &kf, f);
         let mut out = Vec::new();
         let mut odd = Vec::new();
@@ -483,7 +605,14 @@ mod tests {
     #[test]
     fn emptied_maps_and_lists_release_the_key() {
         let kf = |r: &(u32, i64)| r.0;
-        let (mut op, _) = keyed_process(Witness::<(u32, i64)>::new(), &kf, Maps { m: MapState::new("m"), l: ListState::new("l") });
+        let (mut op, _) = keyed_process(
+            Witness::<(u32, i64)>::new(),
+            &kf,
+            Maps {
+                m: MapState::new("m"),
+                l: ListState::new("l"),
+            },
+        );
         let mut out = |_: EventTime, _: ()| Ok(());
         op.on_record(0, (1, 5), &mut out).unwrap();
         assert_eq!(op.keys_with_state(), 1);

@@ -12,7 +12,9 @@ use crate::data::EventTime;
 use std::time::Duration;
 
 /// A window of event (or processing) time: `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Window {
     /// First millisecond in the window.
     pub start: EventTime,
@@ -32,7 +34,10 @@ impl Window {
     }
     /// The smallest window covering both.
     pub fn cover(&self, other: &Window) -> Window {
-        Window { start: self.start.min(other.start), end: self.end.max(other.end) }
+        Window {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
     }
 }
 
@@ -75,11 +80,18 @@ pub enum WindowAssigner {
 impl WindowAssigner {
     /// Tumbling windows of `size`.
     pub fn tumbling(size: Duration) -> Self {
-        WindowAssigner::Tumbling { size: millis(size), offset: 0 }
+        WindowAssigner::Tumbling {
+            size: millis(size),
+            offset: 0,
+        }
     }
     /// Sliding windows of `size` every `slide`.
     pub fn sliding(size: Duration, slide: Duration) -> Self {
-        WindowAssigner::Sliding { size: millis(size), slide: millis(slide), offset: 0 }
+        WindowAssigner::Sliding {
+            size: millis(size),
+            slide: millis(slide),
+            offset: 0,
+        }
     }
     /// Session windows with an inactivity `gap`.
     pub fn session(gap: Duration) -> Self {
@@ -88,8 +100,15 @@ impl WindowAssigner {
     /// Shift window alignment by `offset` (tumbling and sliding).
     pub fn with_offset(self, offset: Duration) -> Self {
         match self {
-            WindowAssigner::Tumbling { size, .. } => WindowAssigner::Tumbling { size, offset: millis(offset) },
-            WindowAssigner::Sliding { size, slide, .. } => WindowAssigner::Sliding { size, slide, offset: millis(offset) },
+            WindowAssigner::Tumbling { size, .. } => WindowAssigner::Tumbling {
+                size,
+                offset: millis(offset),
+            },
+            WindowAssigner::Sliding { size, slide, .. } => WindowAssigner::Sliding {
+                size,
+                slide,
+                offset: millis(offset),
+            },
             s => s,
         }
     }
@@ -101,18 +120,31 @@ impl WindowAssigner {
         match *self {
             WindowAssigner::Tumbling { size, offset } => {
                 let start = window_start(ts, offset, size);
-                out.push(Window { start, end: start + size });
+                out.push(Window {
+                    start,
+                    end: start + size,
+                });
             }
-            WindowAssigner::Sliding { size, slide, offset } => {
+            WindowAssigner::Sliding {
+                size,
+                slide,
+                offset,
+            } => {
                 let last = window_start(ts, offset, slide);
                 let mut start = last;
                 while start > ts - size {
-                    out.push(Window { start, end: start + size });
+                    out.push(Window {
+                        start,
+                        end: start + size,
+                    });
                     start -= slide;
                 }
                 out.reverse();
             }
-            WindowAssigner::Session { gap } => out.push(Window { start: ts, end: ts + gap }),
+            WindowAssigner::Session { gap } => out.push(Window {
+                start: ts,
+                end: ts + gap,
+            }),
         }
     }
 
@@ -123,12 +155,22 @@ impl WindowAssigner {
         match *self {
             WindowAssigner::Tumbling { size, offset } => {
                 let s = window_start(ts, offset, size);
-                Some(Window { start: s, end: s + size })
+                Some(Window {
+                    start: s,
+                    end: s + size,
+                })
             }
-            WindowAssigner::Sliding { size, slide, offset } => {
+            WindowAssigner::Sliding {
+                size,
+                slide,
+                offset,
+            } => {
                 let p = gcd(size, slide);
                 let s = window_start(ts, offset, p);
-                Some(Window { start: s, end: s + p })
+                Some(Window {
+                    start: s,
+                    end: s + p,
+                })
             }
             WindowAssigner::Session { .. } => None,
         }
@@ -138,10 +180,17 @@ impl WindowAssigner {
     pub fn windows_ending_in(&self, pane: &Window) -> Option<Window> {
         match *self {
             WindowAssigner::Tumbling { .. } => Some(*pane),
-            WindowAssigner::Sliding { size, slide, offset } => {
+            WindowAssigner::Sliding {
+                size,
+                slide,
+                offset,
+            } => {
                 // A window ends at pane.end iff pane.end - offset is a multiple of slide.
                 if (pane.end - offset).rem_euclid(slide) == 0 {
-                    Some(Window { start: pane.end - size, end: pane.end })
+                    Some(Window {
+                        start: pane.end - size,
+                        end: pane.end,
+                    })
                 } else {
                     None
                 }
@@ -241,7 +290,10 @@ impl CountWindow {
 
 /// The wall clock in milliseconds since the Unix epoch (processing time).
 pub fn now_millis() -> EventTime {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Tumbling event-time windows: `Tumbling::minutes(5)`, `Tumbling::of(duration)`.
@@ -284,7 +336,10 @@ impl Sliding {
     }
     /// Sizes in minutes.
     pub fn minutes(size: u64, slide: u64) -> WindowAssigner {
-        Self::of(Duration::from_secs(size * 60), Duration::from_secs(slide * 60))
+        Self::of(
+            Duration::from_secs(size * 60),
+            Duration::from_secs(slide * 60),
+        )
     }
 }
 
@@ -343,13 +398,40 @@ mod tests {
     #[test]
     fn sliding_assigns_every_covering_window() {
         let s = WindowAssigner::sliding(Duration::from_secs(10), Duration::from_secs(2));
-        assert_eq!(windows(s, 11_000), vec![(2000, 12000), (4000, 14000), (6000, 16000), (8000, 18000), (10000, 20000)]);
-        assert_eq!(s.pane(11_000), Some(Window { start: 10_000, end: 12_000 }));
-        assert_eq!(s.windows_ending_in(&Window { start: 10_000, end: 12_000 }), Some(Window { start: 2000, end: 12_000 }));
+        assert_eq!(
+            windows(s, 11_000),
+            vec![
+                (2000, 12000),
+                (4000, 14000),
+                (6000, 16000),
+                (8000, 18000),
+                (10000, 20000)
+            ]
+        );
+        assert_eq!(
+            s.pane(11_000),
+            Some(Window {
+                start: 10_000,
+                end: 12_000
+            })
+        );
+        assert_eq!(
+            s.windows_ending_in(&Window {
+                start: 10_000,
+                end: 12_000
+            }),
+            Some(Window {
+                start: 2000,
+                end: 12_000
+            })
+        );
         let odd = WindowAssigner::sliding(Duration::from_millis(10), Duration::from_millis(4));
         assert_eq!(odd.pane(5), Some(Window { start: 4, end: 6 }));
         assert_eq!(odd.windows_ending_in(&Window { start: 4, end: 6 }), None);
-        assert_eq!(odd.windows_ending_in(&Window { start: 6, end: 8 }), Some(Window { start: -2, end: 8 }));
+        assert_eq!(
+            odd.windows_ending_in(&Window { start: 6, end: 8 }),
+            Some(Window { start: -2, end: 8 })
+        );
     }
 
     #[test]
@@ -357,6 +439,9 @@ mod tests {
         let a = Window { start: 0, end: 10 };
         assert!(a.intersects(&Window { start: 10, end: 20 }));
         assert!(!a.intersects(&Window { start: 11, end: 20 }));
-        assert_eq!(a.cover(&Window { start: 5, end: 30 }), Window { start: 0, end: 30 });
+        assert_eq!(
+            a.cover(&Window { start: 5, end: 30 }),
+            Window { start: 0, end: 30 }
+        );
     }
 }

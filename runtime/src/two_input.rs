@@ -10,7 +10,9 @@
 use crate::data::{Data, Epoch, EventTime, Msg, Witness};
 use crate::error::Result;
 use crate::key::Key;
-use crate::process::{Context, KeyedProcessFunction, ProcessingTimeOnly, TimeDomain, WithEventTime};
+use crate::process::{
+    Context, KeyedProcessFunction, ProcessingTimeOnly, TimeDomain, WithEventTime,
+};
 use crate::time::WindowKind;
 use crate::vertex::MsgStream;
 use crate::windows::{WindowFunction, WindowOp};
@@ -53,7 +55,10 @@ pub fn left<'s, L: Data, R: Data>(s: &MsgStream<'s, L>, _: Witness<R>) -> MsgStr
 }
 
 /// Lift the second input of a two-input vertex.
-pub fn right<'s, L: Data, R: Data>(s: &MsgStream<'s, R>, _: Witness<L>) -> MsgStream<'s, Two<L, R>> {
+pub fn right<'s, L: Data, R: Data>(
+    s: &MsgStream<'s, R>,
+    _: Witness<L>,
+) -> MsgStream<'s, Two<L, R>> {
     lift(s, "Right", Two::Right)
 }
 
@@ -63,7 +68,16 @@ pub fn two_witness<L, R>(_: Witness<L>, _: Witness<R>) -> Witness<Two<L, R>> {
 }
 
 /// One key function for both sides; both must produce the same key type `K`.
-pub fn two_keys<L, R, K: Key, KL: Fn(&L) -> K + Clone + 'static, KR: Fn(&R) -> K + Clone + 'static>(kl: KL, kr: KR) -> impl Fn(&Two<L, R>) -> K + Clone + 'static {
+pub fn two_keys<
+    L,
+    R,
+    K: Key,
+    KL: Fn(&L) -> K + Clone + 'static,
+    KR: Fn(&R) -> K + Clone + 'static,
+>(
+    kl: KL,
+    kr: KR,
+) -> impl Fn(&Two<L, R>) -> K + Clone + 'static {
     move |t: &Two<L, R>| match t {
         Two::Left(l) => kl(l),
         Two::Right(r) => kr(r),
@@ -86,13 +100,21 @@ pub trait KeyedCoProcessFunction<K, L, R, M = WithEventTime>: 'static {
     /// A record of the second input.
     fn process_element2(&mut self, record: R, ctx: &mut Context<'_, K, Self::Out, M>);
     /// A timer of the current key fired.
-    fn on_timer(&mut self, _time: EventTime, _domain: TimeDomain, _ctx: &mut Context<'_, K, Self::Out, M>) {}
+    fn on_timer(
+        &mut self,
+        _time: EventTime,
+        _domain: TimeDomain,
+        _ctx: &mut Context<'_, K, Self::Out, M>,
+    ) {
+    }
 }
 
 /// Runs a co-process function as a process function over [`Two`].
 pub struct CoProcess<F>(pub F);
 
-impl<K, L, R, M: 'static, F: KeyedCoProcessFunction<K, L, R, M>> KeyedProcessFunction<K, Two<L, R>, M> for CoProcess<F> {
+impl<K, L, R, M: 'static, F: KeyedCoProcessFunction<K, L, R, M>>
+    KeyedProcessFunction<K, Two<L, R>, M> for CoProcess<F>
+{
     type Out = F::Out;
     #[inline]
     fn process_element(&mut self, record: Two<L, R>, ctx: &mut Context<'_, K, F::Out, M>) {
@@ -107,7 +129,14 @@ impl<K, L, R, M: 'static, F: KeyedCoProcessFunction<K, L, R, M>> KeyedProcessFun
 }
 
 /// `a.connect(b).process(f)` on inputs with watermarks, for generated code.
-pub fn co_process<L, R, K, KF, F>(w: Witness<Two<L, R>>, key: &KF, f: F) -> (crate::process::KeyedProcessOp<K, Two<L, R>, KF, WithEventTime, CoProcess<F>>, Witness<F::Out>)
+pub fn co_process<L, R, K, KF, F>(
+    w: Witness<Two<L, R>>,
+    key: &KF,
+    f: F,
+) -> (
+    crate::process::KeyedProcessOp<K, Two<L, R>, KF, WithEventTime, CoProcess<F>>,
+    Witness<F::Out>,
+)
 where
     K: Key,
     KF: Fn(&Two<L, R>) -> K + Clone,
@@ -118,7 +147,14 @@ where
 }
 
 /// `a.connect(b).process(f)` on inputs without watermarks, for generated code.
-pub fn co_process_processing_time<L, R, K, KF, F>(w: Witness<Two<L, R>>, key: &KF, f: F) -> (crate::process::KeyedProcessOp<K, Two<L, R>, KF, ProcessingTimeOnly, CoProcess<F>>, Witness<F::Out>)
+pub fn co_process_processing_time<L, R, K, KF, F>(
+    w: Witness<Two<L, R>>,
+    key: &KF,
+    f: F,
+) -> (
+    crate::process::KeyedProcessOp<K, Two<L, R>, KF, ProcessingTimeOnly, CoProcess<F>>,
+    Witness<F::Out>,
+)
 where
     K: Key,
     KF: Fn(&Two<L, R>) -> K + Clone,
@@ -152,16 +188,34 @@ pub trait KeyedBroadcastProcessFunction<K, I, B>: 'static {
     /// The broadcast state, identical on every instance.
     type State: Default + 'static;
     /// A record of the keyed input; the broadcast state is read-only here.
-    fn process_element(&mut self, record: I, state: &Self::State, ctx: &mut Context<'_, K, Self::Out>);
+    fn process_element(
+        &mut self,
+        record: I,
+        state: &Self::State,
+        ctx: &mut Context<'_, K, Self::Out>,
+    );
     /// A record of the broadcast input: update the broadcast state (deterministically, so
     /// every instance holds the same state).
     fn process_broadcast_element(&mut self, record: B, state: &mut Self::State);
     /// A timer of the current key fired.
-    fn on_timer(&mut self, _time: EventTime, _domain: TimeDomain, _state: &Self::State, _ctx: &mut Context<'_, K, Self::Out>) {}
+    fn on_timer(
+        &mut self,
+        _time: EventTime,
+        _domain: TimeDomain,
+        _state: &Self::State,
+        _ctx: &mut Context<'_, K, Self::Out>,
+    ) {
+    }
 }
 
 /// The operator of a keyed-broadcast process function on one instance.
-pub struct BroadcastOp<K: 'static, I: 'static, B: 'static, KF, F: KeyedBroadcastProcessFunction<K, I, B>> {
+pub struct BroadcastOp<
+    K: 'static,
+    I: 'static,
+    B: 'static,
+    KF,
+    F: KeyedBroadcastProcessFunction<K, I, B>,
+> {
     inner: crate::process::KeyedProcessOp<K, I, KF, WithEventTime, Adapter<F, K, I, B>>,
 }
 
@@ -173,7 +227,9 @@ pub struct Adapter<F: KeyedBroadcastProcessFunction<K, I, B>, K, I, B> {
     _t: std::marker::PhantomData<fn(K, I, B)>,
 }
 
-impl<F: KeyedBroadcastProcessFunction<K, I, B>, K: 'static, I: 'static, B: 'static> KeyedProcessFunction<K, I, WithEventTime> for Adapter<F, K, I, B> {
+impl<F: KeyedBroadcastProcessFunction<K, I, B>, K: 'static, I: 'static, B: 'static>
+    KeyedProcessFunction<K, I, WithEventTime> for Adapter<F, K, I, B>
+{
     type Out = F::Out;
     fn process_element(&mut self, record: I, ctx: &mut Context<'_, K, F::Out>) {
         self.f.process_element(record, &self.state, ctx)
@@ -185,7 +241,11 @@ impl<F: KeyedBroadcastProcessFunction<K, I, B>, K: 'static, I: 'static, B: 'stat
 
 /// `keyed.connect(rules.broadcast()).process(f)` for generated code. The vertex's records
 /// are `Two<I, B>`; the key function is only called on the keyed side.
-pub fn broadcast_process<I, B, K, KF, F>(_: Witness<Two<I, B>>, key: &KF, f: F) -> (BroadcastOp<K, I, B, KF, F>, Witness<F::Out>)
+pub fn broadcast_process<I, B, K, KF, F>(
+    _: Witness<Two<I, B>>,
+    key: &KF,
+    f: F,
+) -> (BroadcastOp<K, I, B, KF, F>, Witness<F::Out>)
 where
     K: Key,
     KF: Fn(&I) -> K + Clone,
@@ -193,22 +253,40 @@ where
     I: 'static,
     B: 'static,
 {
-    let adapter = Adapter { f, state: F::State::default(), _t: std::marker::PhantomData };
+    let adapter = Adapter {
+        f,
+        state: F::State::default(),
+        _t: std::marker::PhantomData,
+    };
     let (inner, _) = crate::process::keyed_process(Witness::<I>::new(), key, adapter);
     (BroadcastOp { inner }, Witness::new())
 }
 
 /// The routing key of a keyed-broadcast vertex: broadcast records are not routed by key.
-pub fn broadcast_keys<I, B, K: Key + Default, KF: Fn(&I) -> K + Clone + 'static>(kf: KF) -> impl Fn(&Two<I, B>) -> K + Clone + 'static {
+pub fn broadcast_keys<I, B, K: Key + Default, KF: Fn(&I) -> K + Clone + 'static>(
+    kf: KF,
+) -> impl Fn(&Two<I, B>) -> K + Clone + 'static {
     move |t: &Two<I, B>| match t {
         Two::Left(i) => kf(i),
         Two::Right(_) => K::default(),
     }
 }
 
-impl<K: Key, I: 'static, B: 'static, KF: Fn(&I) -> K, F: KeyedBroadcastProcessFunction<K, I, B>> BroadcastOp<K, I, B, KF, F> {
+impl<
+        K: Key,
+        I: 'static,
+        B: 'static,
+        KF: Fn(&I) -> K,
+        F: KeyedBroadcastProcessFunction<K, I, B>,
+    > BroadcastOp<K, I, B, KF, F>
+{
     /// A record of either input.
-    pub fn on_record<O: FnMut(EventTime, F::Out) -> Result<()>>(&mut self, ts: EventTime, record: Two<I, B>, out: &mut O) -> Result<()> {
+    pub fn on_record<O: FnMut(EventTime, F::Out) -> Result<()>>(
+        &mut self,
+        ts: EventTime,
+        record: Two<I, B>,
+        out: &mut O,
+    ) -> Result<()> {
         match record {
             Two::Left(i) => self.inner.on_record(ts, i, out),
             Two::Right(b) => {
@@ -219,15 +297,27 @@ impl<K: Key, I: 'static, B: 'static, KF: Fn(&I) -> K, F: KeyedBroadcastProcessFu
         }
     }
     /// The watermark advanced.
-    pub fn on_watermark<O: FnMut(EventTime, F::Out) -> Result<()>>(&mut self, wm: EventTime, out: &mut O) -> Result<()> {
+    pub fn on_watermark<O: FnMut(EventTime, F::Out) -> Result<()>>(
+        &mut self,
+        wm: EventTime,
+        out: &mut O,
+    ) -> Result<()> {
         self.inner.on_watermark(wm, out)
     }
     /// The wall clock advanced.
-    pub fn on_tick<O: FnMut(EventTime, F::Out) -> Result<()>>(&mut self, now: EventTime, out: &mut O) -> Result<()> {
+    pub fn on_tick<O: FnMut(EventTime, F::Out) -> Result<()>>(
+        &mut self,
+        now: EventTime,
+        out: &mut O,
+    ) -> Result<()> {
         self.inner.on_tick(now, out)
     }
     /// Side outputs written by the keyed side.
-    pub fn drain_side<T: 'static, O: FnMut(EventTime, T) -> Result<()>>(&mut self, tag: &crate::process::OutputTag<T>, out: &mut O) -> Result<()> {
+    pub fn drain_side<T: 'static, O: FnMut(EventTime, T) -> Result<()>>(
+        &mut self,
+        tag: &crate::process::OutputTag<T>,
+        out: &mut O,
+    ) -> Result<()> {
         self.inner.drain_side(tag, out)
     }
     /// Drop side output records nobody reads.
@@ -242,7 +332,9 @@ impl<K: Key, I: 'static, B: 'static, KF: Fn(&I) -> K, F: KeyedBroadcastProcessFu
 /// The window function of a window join: every pair of one window's left and right records.
 pub struct JoinFn<F>(F);
 
-impl<K, L: Clone + 'static, R: Clone + 'static, O, F: FnMut(&L, &R) -> O + 'static> WindowFunction<K, Two<L, R>> for JoinFn<F> {
+impl<K, L: Clone + 'static, R: Clone + 'static, O, F: FnMut(&L, &R) -> O + 'static>
+    WindowFunction<K, Two<L, R>> for JoinFn<F>
+{
     type Acc = (Vec<L>, Vec<R>);
     type Out = O;
     fn add(&mut self, acc: Option<Self::Acc>, value: Two<L, R>) -> Self::Acc {
@@ -258,7 +350,13 @@ impl<K, L: Clone + 'static, R: Clone + 'static, O, F: FnMut(&L, &R) -> O + 'stat
         a.1.extend(b.1.iter().cloned());
         a
     }
-    fn emit<E: FnMut(EventTime, O) -> Result<()>>(&mut self, _: &K, w: crate::time::Window, acc: Self::Acc, out: &mut E) -> Result<()> {
+    fn emit<E: FnMut(EventTime, O) -> Result<()>>(
+        &mut self,
+        _: &K,
+        w: crate::time::Window,
+        acc: Self::Acc,
+        out: &mut E,
+    ) -> Result<()> {
         for l in &acc.0 {
             for r in &acc.1 {
                 out(w.max_timestamp(), (self.0)(l, r))?;
@@ -269,7 +367,13 @@ impl<K, L: Clone + 'static, R: Clone + 'static, O, F: FnMut(&L, &R) -> O + 'stat
 }
 
 /// `a.key_by(ka).join(b.key_by(kb)).window(w).apply(f)` for generated code.
-pub fn window_join<L, R, K, KF, O, F>(_: Witness<Two<L, R>>, key: &KF, assigner: impl Into<WindowKind>, lateness: Duration, f: F) -> (WindowOp<K, Two<L, R>, KF, JoinFn<F>>, Witness<O>)
+pub fn window_join<L, R, K, KF, O, F>(
+    _: Witness<Two<L, R>>,
+    key: &KF,
+    assigner: impl Into<WindowKind>,
+    lateness: Duration,
+    f: F,
+) -> (WindowOp<K, Two<L, R>, KF, JoinFn<F>>, Witness<O>)
 where
     L: Clone + 'static,
     R: Clone + 'static,
@@ -299,42 +403,80 @@ pub struct IntervalJoin<K, L, R, KF, F> {
 
 /// `a.key_by(ka).interval_join(b.key_by(kb)).between(lower, upper).process(f)` for generated code.
 /// Bounds are milliseconds relative to the left record's time (`lower` may be negative).
-pub fn interval_join<L, R, K, KF, O, F>(_: Witness<Two<L, R>>, key: &KF, lower: i64, upper: i64, f: F) -> (IntervalJoin<K, L, R, KF, F>, Witness<O>)
+pub fn interval_join<L, R, K, KF, O, F>(
+    _: Witness<Two<L, R>>,
+    key: &KF,
+    lower: i64,
+    upper: i64,
+    f: F,
+) -> (IntervalJoin<K, L, R, KF, F>, Witness<O>)
 where
     K: Key,
     KF: Fn(&Two<L, R>) -> K + Clone,
     F: FnMut(&L, &R) -> O,
 {
-    (IntervalJoin { key: key.clone(), lower, upper, f, left: HashMap::new(), right: HashMap::new(), watermark: EventTime::MIN }, Witness::new())
+    (
+        IntervalJoin {
+            key: key.clone(),
+            lower,
+            upper,
+            f,
+            left: HashMap::new(),
+            right: HashMap::new(),
+            watermark: EventTime::MIN,
+        },
+        Witness::new(),
+    )
 }
 
-impl<K: Key, L: Clone, R: Clone, KF: Fn(&Two<L, R>) -> K, O, F: FnMut(&L, &R) -> O> IntervalJoin<K, L, R, KF, F> {
+impl<K: Key, L: Clone, R: Clone, KF: Fn(&Two<L, R>) -> K, O, F: FnMut(&L, &R) -> O>
+    IntervalJoin<K, L, R, KF, F>
+{
     /// A record of either side: join it with the other side's buffered records.
-    pub fn on_record<E: FnMut(EventTime, O) -> Result<()>>(&mut self, ts: EventTime, record: Two<L, R>, out: &mut E) -> Result<()> {
+    pub fn on_record<E: FnMut(EventTime, O) -> Result<()>>(
+        &mut self,
+        ts: EventTime,
+        record: Two<L, R>,
+        out: &mut E,
+    ) -> Result<()> {
         let k = (self.key)(&record);
         match record {
             Two::Left(l) => {
                 if let Some(rs) = self.right.get(&k) {
-                    for (&rt, v) in rs.range(ts.saturating_add(self.lower)..=ts.saturating_add(self.upper)) {
+                    for (&rt, v) in
+                        rs.range(ts.saturating_add(self.lower)..=ts.saturating_add(self.upper))
+                    {
                         for r in v {
                             out(ts.max(rt), (self.f)(&l, r))?;
                         }
                     }
                 }
                 if ts.saturating_add(self.upper) > self.watermark {
-                    self.left.entry(k).or_default().entry(ts).or_default().push(l);
+                    self.left
+                        .entry(k)
+                        .or_default()
+                        .entry(ts)
+                        .or_default()
+                        .push(l);
                 }
             }
             Two::Right(r) => {
                 if let Some(ls) = self.left.get(&k) {
-                    for (&lt, v) in ls.range(ts.saturating_sub(self.upper)..=ts.saturating_sub(self.lower)) {
+                    for (&lt, v) in
+                        ls.range(ts.saturating_sub(self.upper)..=ts.saturating_sub(self.lower))
+                    {
                         for l in v {
                             out(ts.max(lt), (self.f)(l, &r))?;
                         }
                     }
                 }
                 if ts.saturating_sub(self.lower) > self.watermark {
-                    self.right.entry(k).or_default().entry(ts).or_default().push(r);
+                    self.right
+                        .entry(k)
+                        .or_default()
+                        .entry(ts)
+                        .or_default()
+                        .push(r);
                 }
             }
         }
@@ -342,7 +484,11 @@ impl<K: Key, L: Clone, R: Clone, KF: Fn(&Two<L, R>) -> K, O, F: FnMut(&L, &R) ->
     }
 
     /// The watermark advanced: drop records that can no longer match.
-    pub fn on_watermark<E: FnMut(EventTime, O) -> Result<()>>(&mut self, wm: EventTime, _out: &mut E) -> Result<()> {
+    pub fn on_watermark<E: FnMut(EventTime, O) -> Result<()>>(
+        &mut self,
+        wm: EventTime,
+        _out: &mut E,
+    ) -> Result<()> {
         self.watermark = self.watermark.max(wm);
         let (lower, upper) = (self.lower, self.upper);
         // A left record at t can still match rights up to t + upper: keep while t + upper > wm.
@@ -360,7 +506,15 @@ impl<K: Key, L: Clone, R: Clone, KF: Fn(&Two<L, R>) -> K, O, F: FnMut(&L, &R) ->
 
     /// Buffered records (for tests and metrics).
     pub fn buffered(&self) -> usize {
-        self.left.values().map(|m| m.values().map(Vec::len).sum::<usize>()).sum::<usize>() + self.right.values().map(|m| m.values().map(Vec::len).sum::<usize>()).sum::<usize>()
+        self.left
+            .values()
+            .map(|m| m.values().map(Vec::len).sum::<usize>())
+            .sum::<usize>()
+            + self
+                .right
+                .values()
+                .map(|m| m.values().map(Vec::len).sum::<usize>())
+                .sum::<usize>()
     }
 }
 
@@ -374,7 +528,13 @@ mod tests {
     #[test]
     fn interval_join_matches_within_bounds_and_forgets_old_records() {
         let kf = two_keys(|l: &(u32, i64)| l.0, |r: &(u32, i64)| r.0);
-        let (mut j, _) = interval_join(Witness::<Two<(u32, i64), (u32, i64)>>::new(), &kf, -2, 3, |l: &(u32, i64), r: &(u32, i64)| (l.1, r.1));
+        let (mut j, _) = interval_join(
+            Witness::<Two<(u32, i64), (u32, i64)>>::new(),
+            &kf,
+            -2,
+            3,
+            |l: &(u32, i64), r: &(u32, i64)| (l.1, r.1),
+        );
         let mut out = Vec::new();
         let mut push = |t: EventTime, o: (i64, i64)| {
             out.push((t, o));
@@ -387,7 +547,10 @@ mod tests {
         j.on_record(13, Two::Right((1, 13)), &mut push).unwrap();
         j.on_record(12, Two::Left((1, 12)), &mut push).unwrap(); // [10, 15]: 13, 14
         j.on_watermark(100, &mut push).unwrap();
-        assert_eq!(out.iter().map(|x| x.1).collect::<Vec<_>>(), vec![(10, 8), (10, 13), (12, 13), (12, 14)]);
+        assert_eq!(
+            out.iter().map(|x| x.1).collect::<Vec<_>>(),
+            vec![(10, 8), (10, 13), (12, 13), (12, 14)]
+        );
         assert_eq!(j.buffered(), 0);
     }
 }

@@ -83,7 +83,12 @@ pub struct Port<T: Data> {
 impl<T: Data> Port<T> {
     /// A port for records of the witnessed type.
     pub fn new(_: Witness<T>) -> Self {
-        Port { buf: Vec::new(), out: None, own_watermarks: false, peers: 1 }
+        Port {
+            buf: Vec::new(),
+            out: None,
+            own_watermarks: false,
+            peers: 1,
+        }
     }
     /// A port downstream of a watermark assigner in its chain: it carries the assigner's
     /// watermarks, not the vertex's input watermark.
@@ -127,7 +132,11 @@ pub trait Ports: 'static {
     /// The timely streams, one per port.
     type Streams<'s>;
     /// Create the operator's outputs.
-    fn attach<'s>(&mut self, builder: &mut OperatorBuilder<'s, Epoch>, peers: usize) -> Self::Streams<'s>;
+    fn attach<'s>(
+        &mut self,
+        builder: &mut OperatorBuilder<'s, Epoch>,
+        peers: usize,
+    ) -> Self::Streams<'s>;
     /// Ship buffered records of output `i` with capability `caps[i]` (or `caps[0]` for all
     /// when only one is given).
     fn flush<C: CapabilityTrait<Epoch>>(&mut self, caps: &[C]);
@@ -207,7 +216,11 @@ enum Route<F> {
     /// Round-robin over the consumer's workers (rebalance).
     RoundRobin { workers: Vec<usize>, next: usize },
     /// By key group (hash edges): a table from key group to worker.
-    Hash { key: F, max_parallelism: u32, table: Vec<usize> },
+    Hash {
+        key: F,
+        max_parallelism: u32,
+        table: Vec<usize>,
+    },
     /// Every record to every one of these workers (broadcast edges).
     Broadcast { workers: Vec<usize> },
 }
@@ -240,7 +253,11 @@ where
                 }
                 workers[*next]
             }
-            Route::Hash { key, max_parallelism, table } => table[key_group(key(record).key_hash(), *max_parallelism) as usize],
+            Route::Hash {
+                key,
+                max_parallelism,
+                table,
+            } => table[key_group(key(record).key_hash(), *max_parallelism) as usize],
             Route::Broadcast { .. } => usize::MAX,
         }
     }
@@ -252,7 +269,12 @@ where
     K: Key,
     F: Fn(&T) -> K,
 {
-    fn partition<TS: Clone, P: Push<Message<TS, Vec<Msg<T>>>>>(&mut self, container: &mut Vec<Msg<T>>, stamp: &Stamp<TS>, pushers: &mut [P]) {
+    fn partition<TS: Clone, P: Push<Message<TS, Vec<Msg<T>>>>>(
+        &mut self,
+        container: &mut Vec<Msg<T>>,
+        stamp: &Stamp<TS>,
+        pushers: &mut [P],
+    ) {
         // Every item goes to exactly one pusher: timely tracks progress by counting items.
         for m in container.drain(..) {
             let t = match &m {
@@ -279,7 +301,11 @@ where
             }
         }
     }
-    fn flush<TS: Clone, P: Push<Message<TS, Vec<Msg<T>>>>>(&mut self, stamp: &Stamp<TS>, pushers: &mut [P]) {
+    fn flush<TS: Clone, P: Push<Message<TS, Vec<Msg<T>>>>>(
+        &mut self,
+        stamp: &Stamp<TS>,
+        pushers: &mut [P],
+    ) {
         for (b, p) in self.buffers.iter_mut().zip(pushers.iter_mut()) {
             if !b.is_empty() {
                 Message::push_at(b, stamp.clone(), p);
@@ -308,22 +334,37 @@ pub fn edge<'s, T>(stream: &MsgStream<'s, T>, from_op: usize) -> InputEdge<'s, T
 where
     T: Data,
 {
-    InputEdge { stream: stream.clone(), from_op }
+    InputEdge {
+        stream: stream.clone(),
+        from_op,
+    }
 }
 
-fn route_for<F: Clone>(ctx: &WorkerCtx, from_op: usize, to_vertex: usize, head_op: usize, key: &Option<F>) -> Result<Route<F>> {
+fn route_for<F: Clone>(
+    ctx: &WorkerCtx,
+    from_op: usize,
+    to_vertex: usize,
+    head_op: usize,
+    key: &Option<F>,
+) -> Result<Route<F>> {
     let plan = &ctx.physical;
     let e = plan
         .edges
         .iter()
         .find(|e| e.from_operator == from_op && e.to_operator == head_op)
-        .ok_or_else(|| RuntimeError::internal(format!("no physical edge from operator {from_op} to {head_op}")))?;
+        .ok_or_else(|| {
+            RuntimeError::internal(format!(
+                "no physical edge from operator {from_op} to {head_op}"
+            ))
+        })?;
     let consumer = &plan.vertices[to_vertex];
     let workers: Vec<usize> = consumer.instances.iter().map(|s| s.worker).collect();
     let producer_instance = plan.instance_on(e.from_vertex, ctx.worker);
     Ok(match e.partitioning {
         Partitioning::Forward => {
-            let i = producer_instance.unwrap_or(0).min(workers.len().saturating_sub(1));
+            let i = producer_instance
+                .unwrap_or(0)
+                .min(workers.len().saturating_sub(1));
             Route::Worker(workers.get(i).copied().unwrap_or(ctx.worker))
         }
         Partitioning::Rebalance => {
@@ -333,10 +374,18 @@ fn route_for<F: Clone>(ctx: &WorkerCtx, from_op: usize, to_vertex: usize, head_o
         }
         Partitioning::Broadcast => Route::Broadcast { workers },
         Partitioning::Hash => {
-            let key = key.clone().ok_or_else(|| RuntimeError::internal("hash edge without a key function"))?;
+            let key = key
+                .clone()
+                .ok_or_else(|| RuntimeError::internal("hash edge without a key function"))?;
             let p = consumer.parallelism;
-            let table = (0..plan.max_parallelism).map(|kg| workers[instance_for_key_group(kg, p, plan.max_parallelism)]).collect();
-            Route::Hash { key, max_parallelism: plan.max_parallelism, table }
+            let table = (0..plan.max_parallelism)
+                .map(|kg| workers[instance_for_key_group(kg, p, plan.max_parallelism)])
+                .collect();
+            Route::Hash {
+                key,
+                max_parallelism: plan.max_parallelism,
+                table,
+            }
         }
     })
 }
@@ -381,25 +430,40 @@ struct WatermarkTracker {
 
 impl WatermarkTracker {
     fn new(expected: usize) -> Self {
-        WatermarkTracker { inputs: HashMap::new(), expected, current: None }
+        WatermarkTracker {
+            inputs: HashMap::new(),
+            expected,
+            current: None,
+        }
     }
     /// Observe a marker from input `port`; returns the new combined watermark if it advanced.
     fn observe(&mut self, port: usize, m: &Msg<impl Sized>) -> Option<Msg<()>> {
         match *m {
             Msg::Watermark { from, wm } => {
-                let e = self.inputs.entry((port, from)).or_insert((EventTime::MIN, false));
+                let e = self
+                    .inputs
+                    .entry((port, from))
+                    .or_insert((EventTime::MIN, false));
                 e.0 = e.0.max(wm);
                 e.1 = false;
             }
             Msg::Idle { from } => {
-                self.inputs.entry((port, from)).or_insert((EventTime::MIN, true)).1 = true;
+                self.inputs
+                    .entry((port, from))
+                    .or_insert((EventTime::MIN, true))
+                    .1 = true;
             }
             Msg::Rec(..) => return None,
         }
         if self.inputs.len() < self.expected {
             return None;
         }
-        let active = self.inputs.values().filter(|(_, idle)| !idle).map(|(wm, _)| *wm).min();
+        let active = self
+            .inputs
+            .values()
+            .filter(|(_, idle)| !idle)
+            .map(|(wm, _)| *wm)
+            .min();
         // All inputs idle: advance to the largest watermark any of them reached (Flink's
         // StatusWatermarkValve does the same), then report idleness.
         let all_idle_max = || self.inputs.values().map(|(wm, _)| *wm).max();
@@ -420,8 +484,13 @@ impl WatermarkTracker {
 
 fn restamp(m: Msg<()>, instance: usize) -> Msg<()> {
     match m {
-        Msg::Watermark { wm, .. } => Msg::Watermark { from: instance as u32, wm },
-        Msg::Idle { .. } => Msg::Idle { from: instance as u32 },
+        Msg::Watermark { wm, .. } => Msg::Watermark {
+            from: instance as u32,
+            wm,
+        },
+        Msg::Idle { .. } => Msg::Idle {
+            from: instance as u32,
+        },
         other => other,
     }
 }
@@ -463,7 +532,15 @@ fn fail(ctx_failure: &crate::worker::Failure, e: RuntimeError, vertex: &str) {
 }
 
 /// A vertex whose head is a source.
-pub fn source_vertex<'s, S, P, B, L>(scope: Scope<'s, Epoch>, ctx: &WorkerCtx, spec: VertexSpec, op_name: &str, source: S, mut ports: P, constructor: B) -> P::Streams<'s>
+pub fn source_vertex<'s, S, P, B, L>(
+    scope: Scope<'s, Epoch>,
+    ctx: &WorkerCtx,
+    spec: VertexSpec,
+    op_name: &str,
+    source: S,
+    mut ports: P,
+    constructor: B,
+) -> P::Streams<'s>
 where
     S: Source,
     P: Ports,
@@ -485,8 +562,17 @@ where
     let source_instance = instance.unwrap_or(0);
     if let Some(i) = instance {
         let vctx = vertex_ctx(ctx, spec.id, i);
-        let sctx = SourceContext { job: vctx.job.clone(), operator: op_name.to_string(), instance: i, parallelism: vctx.parallelism };
-        match source.open(&sctx).map_err(|e| e.in_operator(op_name)).and_then(|r| constructor(&vctx).map(|l| (r, l))) {
+        let sctx = SourceContext {
+            job: vctx.job.clone(),
+            operator: op_name.to_string(),
+            instance: i,
+            parallelism: vctx.parallelism,
+        };
+        match source
+            .open(&sctx)
+            .map_err(|e| e.in_operator(op_name))
+            .and_then(|r| constructor(&vctx).map(|l| (r, l)))
+        {
             Ok(pair) => state = Some(pair),
             Err(e) => fail(&failure, e, &vname),
         }
@@ -564,7 +650,15 @@ where
 /// A vertex fed by other vertices. `key` is the `key_by` function when the inputs are hash
 /// edges.
 #[allow(clippy::too_many_arguments)]
-pub fn unary_vertex<'s, I, K, KF, P, B, L>(scope: Scope<'s, Epoch>, ctx: &WorkerCtx, spec: VertexSpec, inputs: Vec<InputEdge<'s, I>>, key: Option<KF>, mut ports: P, constructor: B) -> P::Streams<'s>
+pub fn unary_vertex<'s, I, K, KF, P, B, L>(
+    scope: Scope<'s, Epoch>,
+    ctx: &WorkerCtx,
+    spec: VertexSpec,
+    inputs: Vec<InputEdge<'s, I>>,
+    key: Option<KF>,
+    mut ports: P,
+    constructor: B,
+) -> P::Streams<'s>
 where
     I: Data,
     K: Key,
@@ -589,7 +683,12 @@ where
                 Route::Worker(ctx.worker)
             }
         };
-        if let Some(pv) = ctx.physical.edges.iter().find(|e| e.from_operator == input.from_op && e.to_operator == spec.head) {
+        if let Some(pv) = ctx
+            .physical
+            .edges
+            .iter()
+            .find(|e| e.from_operator == input.from_op && e.to_operator == spec.head)
+        {
             expected_wm_inputs += ctx.physical.vertices[pv.from_vertex].parallelism;
         }
         let broadcast = matches!(route, Route::Broadcast { .. });
@@ -597,8 +696,17 @@ where
             Route::Broadcast { workers } => workers.len(),
             _ => 1,
         };
-        let pact = DistributorPact(move |n: usize| MsgDistributor { route, buffers: (0..n.max(peers)).map(|_| Vec::new()).collect(), next_mark: 0, next_copy: 0 });
-        let stream = if broadcast { fan_out(&input.stream, copies) } else { input.stream };
+        let pact = DistributorPact(move |n: usize| MsgDistributor {
+            route,
+            buffers: (0..n.max(peers)).map(|_| Vec::new()).collect(),
+            next_mark: 0,
+            next_copy: 0,
+        });
+        let stream = if broadcast {
+            fan_out(&input.stream, copies)
+        } else {
+            input.stream
+        };
         handles.push(builder.new_input(stream, pact));
     }
     let streams = ports.attach(&mut builder, ctx.peers);
@@ -614,7 +722,8 @@ where
     builder.build(move |_caps: Vec<Capability<Epoch>>| {
         let mut tracker = WatermarkTracker::new(expected_wm_inputs);
         // Ordered vertices stash records of epochs their input frontier has not reached.
-        let mut stash: BTreeMap<Epoch, (Vec<Capability<Epoch>>, Vec<(usize, Msg<I>)>)> = BTreeMap::new();
+        let mut stash: BTreeMap<Epoch, (Vec<Capability<Epoch>>, Vec<(usize, Msg<I>)>)> =
+            BTreeMap::new();
         let mut last_done: Option<Epoch> = None;
         let mut ended = false;
         // Processing-time vertices hold a capability at their input frontier to emit on ticks.
@@ -633,7 +742,10 @@ where
                 }
                 return;
             }
-            let frontier_min = frontiers.iter().filter_map(|f| f.frontier().iter().min().copied()).min();
+            let frontier_min = frontiers
+                .iter()
+                .filter_map(|f| f.frontier().iter().min().copied())
+                .min();
             let mut result: Result<()> = Ok(());
             // Stashed records go first: newer input of the same epoch arrived after them.
             // Release stashed epochs the frontier has passed, in order.
@@ -641,7 +753,9 @@ where
                 if frontier_min.is_some_and(|f| f < t) {
                     break;
                 }
-                let Some((_, (caps, msgs))) = stash.pop_first() else { break };
+                let Some((_, (caps, msgs))) = stash.pop_first() else {
+                    break;
+                };
                 for (port, m) in msgs {
                     match m {
                         Msg::Rec(ts, r) => {
@@ -671,7 +785,12 @@ where
                         held = Some((0..ports.count()).map(|o| cap.delayed(&t, o)).collect());
                     }
                     if spec.ordered && frontier_min.is_some_and(|f| f < t) {
-                        let entry = stash.entry(t).or_insert_with(|| ((0..ports.count()).map(|o| cap.delayed(&t, o)).collect(), Vec::new()));
+                        let entry = stash.entry(t).or_insert_with(|| {
+                            (
+                                (0..ports.count()).map(|o| cap.delayed(&t, o)).collect(),
+                                Vec::new(),
+                            )
+                        });
                         entry.1.extend(data.drain(..).map(|m| (port, m)));
                         return;
                     }
@@ -684,7 +803,8 @@ where
                             }
                             other => {
                                 if let Some(w) = tracker.observe(port, &other) {
-                                    if let (Msg::Watermark { wm, .. }, true) = (&w, result.is_ok()) {
+                                    if let (Msg::Watermark { wm, .. }, true) = (&w, result.is_ok())
+                                    {
                                         result = logic(Event::Watermark(*wm), &mut ports);
                                     }
                                     ports.broadcast(&restamp(w, *instance));
@@ -760,7 +880,10 @@ pub fn filter<T, F: FnMut(&T) -> bool>(w: Witness<T>, f: F) -> (F, Witness<T>) {
 
 /// `flat_map`: the closure returns anything iterable.
 #[inline(always)]
-pub fn flat_map<T, I: IntoIterator, F: FnMut(T) -> I>(_: Witness<T>, f: F) -> (F, Witness<I::Item>) {
+pub fn flat_map<T, I: IntoIterator, F: FnMut(T) -> I>(
+    _: Witness<T>,
+    f: F,
+) -> (F, Witness<I::Item>) {
     (f, Witness::new())
 }
 
@@ -781,8 +904,19 @@ pub fn source_witness<S: Source>(s: S) -> (S, Witness<S::Item>) {
 }
 
 /// Open a sink of a chain for this instance.
-pub fn open_sink<T, S: Sink<T>>(_: Witness<T>, sink: &S, vctx: &VertexCtx, op_name: &str) -> Result<S::Writer> {
-    sink.open(&SinkContext { job: vctx.job.clone(), operator: op_name.to_string(), instance: vctx.instance, parallelism: vctx.parallelism }).map_err(|e| e.in_operator(op_name))
+pub fn open_sink<T, S: Sink<T>>(
+    _: Witness<T>,
+    sink: &S,
+    vctx: &VertexCtx,
+    op_name: &str,
+) -> Result<S::Writer> {
+    sink.open(&SinkContext {
+        job: vctx.job.clone(),
+        operator: op_name.to_string(),
+        instance: vctx.instance,
+        parallelism: vctx.parallelism,
+    })
+    .map_err(|e| e.in_operator(op_name))
 }
 
 /// Rolling reduce per key (Flink's `KeyedStream::reduce`): the first record of a key is
@@ -801,7 +935,14 @@ where
     KF: Fn(&T) -> K + Clone,
     F: FnMut(T, T) -> T,
 {
-    (Reduce { key: key.clone(), f, state: HashMap::new() }, w)
+    (
+        Reduce {
+            key: key.clone(),
+            f,
+            state: HashMap::new(),
+        },
+        w,
+    )
 }
 
 impl<T: Clone, K: Key, KF: Fn(&T) -> K, F: FnMut(T, T) -> T> Reduce<T, K, KF, F> {
@@ -838,15 +979,33 @@ mod tests {
     #[test]
     fn watermark_is_min_over_inputs_ignoring_idle() {
         let mut t = WatermarkTracker::new(2);
-        assert_eq!(t.observe(0, &Msg::<()>::Watermark { from: 0, wm: 10 }), None);
-        assert_eq!(t.observe(0, &Msg::<()>::Watermark { from: 1, wm: 5 }), Some(Msg::Watermark { from: 0, wm: 5 }));
-        assert_eq!(t.observe(0, &Msg::<()>::Watermark { from: 1, wm: 20 }), Some(Msg::Watermark { from: 0, wm: 10 }));
-        assert_eq!(t.observe(0, &Msg::<()>::Idle { from: 0 }), Some(Msg::Watermark { from: 0, wm: 20 }));
+        assert_eq!(
+            t.observe(0, &Msg::<()>::Watermark { from: 0, wm: 10 }),
+            None
+        );
+        assert_eq!(
+            t.observe(0, &Msg::<()>::Watermark { from: 1, wm: 5 }),
+            Some(Msg::Watermark { from: 0, wm: 5 })
+        );
+        assert_eq!(
+            t.observe(0, &Msg::<()>::Watermark { from: 1, wm: 20 }),
+            Some(Msg::Watermark { from: 0, wm: 10 })
+        );
+        assert_eq!(
+            t.observe(0, &Msg::<()>::Idle { from: 0 }),
+            Some(Msg::Watermark { from: 0, wm: 20 })
+        );
         // All idle: the largest watermark any input reached.
         let mut t = WatermarkTracker::new(2);
-        assert_eq!(t.observe(0, &Msg::<()>::Watermark { from: 0, wm: 30 }), None);
+        assert_eq!(
+            t.observe(0, &Msg::<()>::Watermark { from: 0, wm: 30 }),
+            None
+        );
         assert_eq!(t.observe(0, &Msg::<()>::Idle { from: 0 }), None);
-        assert_eq!(t.observe(0, &Msg::<()>::Idle { from: 1 }), Some(Msg::Watermark { from: 0, wm: 30 }));
+        assert_eq!(
+            t.observe(0, &Msg::<()>::Idle { from: 1 }),
+            Some(Msg::Watermark { from: 0, wm: 30 })
+        );
     }
 
     struct Collect(Vec<Vec<Msg<u64>>>);
@@ -863,7 +1022,15 @@ mod tests {
     #[test]
     fn distributor_preserves_the_item_count_and_delivers_a_marker_to_each_worker() {
         use timely::Accountable;
-        let mut d = MsgDistributor::<u64, fn(&u64) -> u64> { route: Route::RoundRobin { workers: vec![0, 1, 2, 3], next: 0 }, buffers: (0..4).map(|_| Vec::new()).collect(), next_mark: 0, next_copy: 0 };
+        let mut d = MsgDistributor::<u64, fn(&u64) -> u64> {
+            route: Route::RoundRobin {
+                workers: vec![0, 1, 2, 3],
+                next: 0,
+            },
+            buffers: (0..4).map(|_| Vec::new()).collect(),
+            next_mark: 0,
+            next_copy: 0,
+        };
         let mut pushers: Vec<Collect> = (0..4).map(|_| Collect(Vec::new())).collect();
         let mut port = Port::new(Witness::<u64>::new());
         port.peers = 4;
@@ -875,10 +1042,18 @@ mod tests {
         let stamp = Stamp::from_elem(0u64);
         d.partition(&mut input, &stamp, &mut pushers);
         d.flush(&stamp, &mut pushers);
-        let consumed: i64 = pushers.iter().flat_map(|p| p.0.iter()).map(|c| c.record_count()).sum();
+        let consumed: i64 = pushers
+            .iter()
+            .flat_map(|p| p.0.iter())
+            .map(|c| c.record_count())
+            .sum();
         assert_eq!(consumed, produced);
         for p in &pushers {
-            let marks = p.0.iter().flatten().filter(|m| matches!(m, Msg::Watermark { .. })).count();
+            let marks =
+                p.0.iter()
+                    .flatten()
+                    .filter(|m| matches!(m, Msg::Watermark { .. }))
+                    .count();
             assert_eq!(marks, 1, "every worker gets the watermark once");
         }
     }
@@ -902,13 +1077,21 @@ pub fn witness_of<P>(_: &P) -> Witness<P> {
 
 /// Fix the signature of a chain's logic so its closure parameters need no annotations.
 #[inline(always)]
-pub fn chain<I, P, L: FnMut(Event<I>, &mut P) -> Result<()>>(_: Witness<I>, _: Witness<P>, logic: L) -> L {
+pub fn chain<I, P, L: FnMut(Event<I>, &mut P) -> Result<()>>(
+    _: Witness<I>,
+    _: Witness<P>,
+    logic: L,
+) -> L {
     logic
 }
 
 /// Tell a chained sink that an epoch is complete.
 #[inline]
-pub fn sink_epoch<T, W: crate::sinks::SinkWriter<T>>(_: Witness<T>, writer: &mut W, epoch: Epoch) -> Result<()> {
+pub fn sink_epoch<T, W: crate::sinks::SinkWriter<T>>(
+    _: Witness<T>,
+    writer: &mut W,
+    epoch: Epoch,
+) -> Result<()> {
     writer.epoch_complete(epoch)
 }
 

@@ -42,7 +42,10 @@ pub struct BoundedOutOfOrderness {
 impl BoundedOutOfOrderness {
     /// Disorder of at most `bound`.
     pub fn of(bound: Duration) -> Self {
-        BoundedOutOfOrderness { bound: i64::try_from(bound.as_millis()).unwrap_or(i64::MAX), idleness: None }
+        BoundedOutOfOrderness {
+            bound: i64::try_from(bound.as_millis()).unwrap_or(i64::MAX),
+            idleness: None,
+        }
     }
     /// Disorder of at most `ms` milliseconds.
     pub fn millis(ms: u64) -> Self {
@@ -93,14 +96,18 @@ impl<T> WatermarkGenerator<T> for BoundedGenerator {
         None
     }
     fn on_periodic_emit(&mut self) -> Option<EventTime> {
-        self.max_seen.map(|m| m.saturating_sub(self.bound).saturating_sub(1))
+        self.max_seen
+            .map(|m| m.saturating_sub(self.bound).saturating_sub(1))
     }
 }
 
 impl<T> WatermarkStrategy<T> for BoundedOutOfOrderness {
     type Generator = BoundedGenerator;
     fn create_generator(&self) -> BoundedGenerator {
-        BoundedGenerator { bound: self.bound, max_seen: None }
+        BoundedGenerator {
+            bound: self.bound,
+            max_seen: None,
+        }
     }
     fn idleness(&self) -> Option<Duration> {
         self.idleness
@@ -110,7 +117,10 @@ impl<T> WatermarkStrategy<T> for BoundedOutOfOrderness {
 impl<T> WatermarkStrategy<T> for Monotonous {
     type Generator = BoundedGenerator;
     fn create_generator(&self) -> BoundedGenerator {
-        BoundedGenerator { bound: 0, max_seen: None }
+        BoundedGenerator {
+            bound: 0,
+            max_seen: None,
+        }
     }
     fn idleness(&self) -> Option<Duration> {
         self.idleness
@@ -139,7 +149,9 @@ impl<F> Punctuated<F> {
 /// The generator of a [`Punctuated`] strategy.
 pub struct PunctuatedGenerator<F>(F);
 
-impl<T, F: FnMut(&T, EventTime) -> Option<EventTime> + 'static> WatermarkGenerator<T> for PunctuatedGenerator<F> {
+impl<T, F: FnMut(&T, EventTime) -> Option<EventTime> + 'static> WatermarkGenerator<T>
+    for PunctuatedGenerator<F>
+{
     #[inline]
     fn on_event(&mut self, record: &T, ts: EventTime) -> Option<EventTime> {
         (self.0)(record, ts)
@@ -149,7 +161,9 @@ impl<T, F: FnMut(&T, EventTime) -> Option<EventTime> + 'static> WatermarkGenerat
     }
 }
 
-impl<T, F: FnMut(&T, EventTime) -> Option<EventTime> + Clone + 'static> WatermarkStrategy<T> for Punctuated<F> {
+impl<T, F: FnMut(&T, EventTime) -> Option<EventTime> + Clone + 'static> WatermarkStrategy<T>
+    for Punctuated<F>
+{
     type Generator = PunctuatedGenerator<F>;
     fn create_generator(&self) -> Self::Generator {
         PunctuatedGenerator(self.f.clone())
@@ -169,7 +183,10 @@ pub struct Custom<C> {
 impl<C> Custom<C> {
     /// Use `create()` for every instance.
     pub fn new(create: C) -> Self {
-        Custom { create, idleness: None }
+        Custom {
+            create,
+            idleness: None,
+        }
     }
     /// An instance without records for `timeout` stops holding the watermark back.
     pub fn with_idleness(mut self, timeout: Duration) -> Self {
@@ -211,7 +228,11 @@ pub struct Assigner<T, G, E> {
 }
 
 /// `.watermarks(strategy, extractor)`: typed constructor for generated code.
-pub fn watermarks<T, S: WatermarkStrategy<T>, E: FnMut(&T) -> EventTime>(w: Witness<T>, strategy: S, extract: E) -> (Assigner<T, S::Generator, E>, Witness<T>) {
+pub fn watermarks<T, S: WatermarkStrategy<T>, E: FnMut(&T) -> EventTime>(
+    w: Witness<T>,
+    strategy: S,
+    extract: E,
+) -> (Assigner<T, S::Generator, E>, Witness<T>) {
     (
         Assigner {
             extract,
@@ -296,7 +317,11 @@ mod tests {
 
     #[test]
     fn bounded_out_of_orderness_is_max_minus_bound_minus_one() {
-        let (mut a, _) = watermarks(Witness::<i64>::new(), BoundedOutOfOrderness::millis(200), |r: &i64| *r);
+        let (mut a, _) = watermarks(
+            Witness::<i64>::new(),
+            BoundedOutOfOrderness::millis(200),
+            |r: &i64| *r,
+        );
         assert_eq!(a.flush(), None);
         a.stamp(&1000);
         assert_eq!(a.flush(), Some(Mark::Watermark(799)));
@@ -309,7 +334,11 @@ mod tests {
 
     #[test]
     fn punctuated_emits_what_the_function_says() {
-        let (mut a, _) = watermarks(Witness::<(i64, bool)>::new(), Punctuated::new(|r: &(i64, bool), ts| r.1.then_some(ts)), |r: &(i64, bool)| r.0);
+        let (mut a, _) = watermarks(
+            Witness::<(i64, bool)>::new(),
+            Punctuated::new(|r: &(i64, bool), ts| r.1.then_some(ts)),
+            |r: &(i64, bool)| r.0,
+        );
         a.stamp(&(10, false));
         assert_eq!(a.take_event_mark(), None);
         a.stamp(&(20, true));
@@ -321,7 +350,11 @@ mod tests {
 
     #[test]
     fn idle_after_timeout_and_back() {
-        let (mut a, _) = watermarks(Witness::<i64>::new(), Monotonous::new().with_idleness(Duration::from_millis(20)), |r: &i64| *r);
+        let (mut a, _) = watermarks(
+            Witness::<i64>::new(),
+            Monotonous::new().with_idleness(Duration::from_millis(20)),
+            |r: &i64| *r,
+        );
         a.stamp(&5);
         assert_eq!(a.flush(), Some(Mark::Watermark(4)));
         std::thread::sleep(Duration::from_millis(30));

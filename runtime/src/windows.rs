@@ -46,7 +46,13 @@ pub trait WindowFunction<K, T>: 'static {
     /// Combine two states.
     fn merge(&mut self, a: Self::Acc, b: &Self::Acc) -> Self::Acc;
     /// Emit the window's result(s).
-    fn emit<O: FnMut(EventTime, Self::Out) -> Result<()>>(&mut self, key: &K, window: Window, acc: Self::Acc, out: &mut O) -> Result<()>;
+    fn emit<O: FnMut(EventTime, Self::Out) -> Result<()>>(
+        &mut self,
+        key: &K,
+        window: Window,
+        acc: Self::Acc,
+        out: &mut O,
+    ) -> Result<()>;
 }
 
 /// `window(...).reduce(f)`.
@@ -65,7 +71,13 @@ impl<K, T: Clone + 'static, F: FnMut(T, T) -> T + 'static> WindowFunction<K, T> 
     fn merge(&mut self, a: T, b: &T) -> T {
         (self.0)(a, b.clone())
     }
-    fn emit<O: FnMut(EventTime, T) -> Result<()>>(&mut self, _: &K, w: Window, acc: T, out: &mut O) -> Result<()> {
+    fn emit<O: FnMut(EventTime, T) -> Result<()>>(
+        &mut self,
+        _: &K,
+        w: Window,
+        acc: T,
+        out: &mut O,
+    ) -> Result<()> {
         out(w.max_timestamp(), acc)
     }
 }
@@ -84,7 +96,13 @@ impl<K, T, A: Aggregator<T>> WindowFunction<K, T> for AggregateFn<A> {
     fn merge(&mut self, a: A::Acc, b: &A::Acc) -> A::Acc {
         self.0.merge(a, b.clone())
     }
-    fn emit<O: FnMut(EventTime, A::Out) -> Result<()>>(&mut self, _: &K, w: Window, acc: A::Acc, out: &mut O) -> Result<()> {
+    fn emit<O: FnMut(EventTime, A::Out) -> Result<()>>(
+        &mut self,
+        _: &K,
+        w: Window,
+        acc: A::Acc,
+        out: &mut O,
+    ) -> Result<()> {
         out(w.max_timestamp(), self.0.result(acc))
     }
 }
@@ -92,7 +110,9 @@ impl<K, T, A: Aggregator<T>> WindowFunction<K, T> for AggregateFn<A> {
 /// `window(...).process(|key, window, records| outputs)`: sees every record of the window.
 pub struct ProcessFn<F>(F);
 
-impl<K, T: Clone + 'static, I: IntoIterator, F: FnMut(&K, Window, Vec<T>) -> I + 'static> WindowFunction<K, T> for ProcessFn<F> {
+impl<K, T: Clone + 'static, I: IntoIterator, F: FnMut(&K, Window, Vec<T>) -> I + 'static>
+    WindowFunction<K, T> for ProcessFn<F>
+{
     type Acc = Vec<T>;
     type Out = I::Item;
     #[inline]
@@ -105,7 +125,13 @@ impl<K, T: Clone + 'static, I: IntoIterator, F: FnMut(&K, Window, Vec<T>) -> I +
         a.extend(b.iter().cloned());
         a
     }
-    fn emit<O: FnMut(EventTime, I::Item) -> Result<()>>(&mut self, key: &K, w: Window, acc: Vec<T>, out: &mut O) -> Result<()> {
+    fn emit<O: FnMut(EventTime, I::Item) -> Result<()>>(
+        &mut self,
+        key: &K,
+        w: Window,
+        acc: Vec<T>,
+        out: &mut O,
+    ) -> Result<()> {
         for o in (self.0)(key, w, acc) {
             out(w.max_timestamp(), o)?;
         }
@@ -145,12 +171,21 @@ pub struct WindowOp<K, T, KF, WF: WindowFunction<K, T>> {
     _t: std::marker::PhantomData<fn(T)>,
 }
 
-fn new_op<K, T, KF, WF: WindowFunction<K, T>>(key: KF, kind: impl Into<WindowKind>, lateness: Duration, func: WF) -> WindowOp<K, T, KF, WF> {
+fn new_op<K, T, KF, WF: WindowFunction<K, T>>(
+    key: KF,
+    kind: impl Into<WindowKind>,
+    lateness: Duration,
+    func: WF,
+) -> WindowOp<K, T, KF, WF> {
     let kind = kind.into();
     let (assigner, processing_time, count) = match kind {
         WindowKind::EventTime(a) => (a, false, None),
         WindowKind::ProcessingTime(a) => (a, true, None),
-        WindowKind::Count(n) => (WindowAssigner::Tumbling { size: 1, offset: 0 }, false, Some(n.max(1))),
+        WindowKind::Count(n) => (
+            WindowAssigner::Tumbling { size: 1, offset: 0 },
+            false,
+            Some(n.max(1)),
+        ),
     };
     WindowOp {
         key,
@@ -173,7 +208,12 @@ fn new_op<K, T, KF, WF: WindowFunction<K, T>>(key: KF, kind: impl Into<WindowKin
 }
 
 /// A window operator with any window function (window joins use it).
-pub fn window_with<K, T, KF: Clone, WF: WindowFunction<K, T>>(key: &KF, kind: impl Into<WindowKind>, lateness: Duration, func: WF) -> (WindowOp<K, T, KF, WF>, Witness<WF::Out>) {
+pub fn window_with<K, T, KF: Clone, WF: WindowFunction<K, T>>(
+    key: &KF,
+    kind: impl Into<WindowKind>,
+    lateness: Duration,
+    func: WF,
+) -> (WindowOp<K, T, KF, WF>, Witness<WF::Out>) {
     (new_op(key.clone(), kind, lateness, func), Witness::new())
 }
 
@@ -183,28 +223,52 @@ pub fn drop_late<T>(_: EventTime, _: T) -> Result<()> {
 }
 
 /// `window(a).allowed_lateness(l).reduce(f)` for generated code.
-pub fn window_reduce<T, K, KF, F>(_: Witness<T>, key: &KF, assigner: impl Into<WindowKind>, lateness: Duration, f: F) -> (WindowOp<K, T, KF, ReduceFn<F>>, Witness<T>)
+pub fn window_reduce<T, K, KF, F>(
+    _: Witness<T>,
+    key: &KF,
+    assigner: impl Into<WindowKind>,
+    lateness: Duration,
+    f: F,
+) -> (WindowOp<K, T, KF, ReduceFn<F>>, Witness<T>)
 where
     T: Clone + 'static,
     K: Key,
     KF: Fn(&T) -> K + Clone,
     F: FnMut(T, T) -> T + 'static,
 {
-    (new_op(key.clone(), assigner, lateness, ReduceFn(f)), Witness::new())
+    (
+        new_op(key.clone(), assigner, lateness, ReduceFn(f)),
+        Witness::new(),
+    )
 }
 
 /// `window(a).allowed_lateness(l).aggregate(agg)` for generated code.
-pub fn window_aggregate<T, K, KF, A>(_: Witness<T>, key: &KF, assigner: impl Into<WindowKind>, lateness: Duration, agg: A) -> (WindowOp<K, T, KF, AggregateFn<A>>, Witness<A::Out>)
+pub fn window_aggregate<T, K, KF, A>(
+    _: Witness<T>,
+    key: &KF,
+    assigner: impl Into<WindowKind>,
+    lateness: Duration,
+    agg: A,
+) -> (WindowOp<K, T, KF, AggregateFn<A>>, Witness<A::Out>)
 where
     K: Key,
     KF: Fn(&T) -> K + Clone,
     A: Aggregator<T>,
 {
-    (new_op(key.clone(), assigner, lateness, AggregateFn(agg)), Witness::new())
+    (
+        new_op(key.clone(), assigner, lateness, AggregateFn(agg)),
+        Witness::new(),
+    )
 }
 
 /// `window(a).allowed_lateness(l).process(f)` for generated code.
-pub fn window_process<T, K, KF, I, F>(_: Witness<T>, key: &KF, assigner: impl Into<WindowKind>, lateness: Duration, f: F) -> (WindowOp<K, T, KF, ProcessFn<F>>, Witness<I::Item>)
+pub fn window_process<T, K, KF, I, F>(
+    _: Witness<T>,
+    key: &KF,
+    assigner: impl Into<WindowKind>,
+    lateness: Duration,
+    f: F,
+) -> (WindowOp<K, T, KF, ProcessFn<F>>, Witness<I::Item>)
 where
     T: Clone + 'static,
     K: Key,
@@ -212,7 +276,10 @@ where
     I: IntoIterator,
     F: FnMut(&K, Window, Vec<T>) -> I + 'static,
 {
-    (new_op(key.clone(), assigner, lateness, ProcessFn(f)), Witness::new())
+    (
+        new_op(key.clone(), assigner, lateness, ProcessFn(f)),
+        Witness::new(),
+    )
 }
 
 impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF> {
@@ -228,7 +295,13 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
 
     /// Add a record; fires windows that are already past the watermark (late updates),
     /// sends records late for all their windows to `late`.
-    pub fn on_record<O, L>(&mut self, ts: EventTime, record: T, out: &mut O, late: &mut L) -> Result<()>
+    pub fn on_record<O, L>(
+        &mut self,
+        ts: EventTime,
+        record: T,
+        out: &mut O,
+        late: &mut L,
+    ) -> Result<()>
     where
         O: FnMut(EventTime, WF::Out) -> Result<()>,
         L: FnMut(EventTime, T) -> Result<()>,
@@ -237,7 +310,11 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
             return self.on_count_record(record, n, out);
         }
         // Processing time: the clock at arrival, but never in a window that already fired.
-        let ts = if self.processing_time { now_millis().max(self.watermark.saturating_add(1)) } else { ts };
+        let ts = if self.processing_time {
+            now_millis().max(self.watermark.saturating_add(1))
+        } else {
+            ts
+        };
         if ts == NO_TIMESTAMP {
             self.dropped_late += 1;
             return late(ts, record);
@@ -271,7 +348,10 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
         if new_pane && !self.takes_panes() {
             // The pane can go once the last window containing it is past lateness.
             let last_end = windows.iter().map(|w| w.end).max().unwrap_or(pane.end);
-            self.cleanup.entry((last_end - 1).saturating_add(self.lateness)).or_default().push((k.clone(), pane.start));
+            self.cleanup
+                .entry((last_end - 1).saturating_add(self.lateness))
+                .or_default()
+                .push((k.clone(), pane.start));
         }
         let pane_len = pane.end - pane.start;
         for w in windows.iter().copied() {
@@ -283,14 +363,22 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
                 self.fire_window(&k, w, out)?;
             } else if new_pane && !self.has_other_pane(&k, w, pane.start, pane_len) {
                 // The key's first pane in this window: the window fires for the key.
-                self.fire.entry(w.max_timestamp()).or_default().push(k.clone());
+                self.fire
+                    .entry(w.max_timestamp())
+                    .or_default()
+                    .push(k.clone());
             }
         }
         self.scratch = windows;
         Ok(())
     }
 
-    fn on_count_record<O: FnMut(EventTime, WF::Out) -> Result<()>>(&mut self, record: T, n: u64, out: &mut O) -> Result<()> {
+    fn on_count_record<O: FnMut(EventTime, WF::Out) -> Result<()>>(
+        &mut self,
+        record: T,
+        n: u64,
+        out: &mut O,
+    ) -> Result<()> {
         let k = (self.key)(&record);
         let entry = self.counts.remove(&k);
         let (c, acc) = match entry {
@@ -299,7 +387,15 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
         };
         if c >= n {
             // A count window has no time bounds; it is reported as [0, n).
-            self.func.emit(&k, Window { start: 0, end: n as i64 }, acc, out)
+            self.func.emit(
+                &k,
+                Window {
+                    start: 0,
+                    end: n as i64,
+                },
+                acc,
+                out,
+            )
         } else {
             self.counts.insert(k, (c, acc));
             Ok(())
@@ -307,7 +403,11 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
     }
 
     /// Processing time advanced to `now`: fire processing-time windows that ended.
-    pub fn on_tick<O: FnMut(EventTime, WF::Out) -> Result<()>>(&mut self, now: EventTime, out: &mut O) -> Result<()> {
+    pub fn on_tick<O: FnMut(EventTime, WF::Out) -> Result<()>>(
+        &mut self,
+        now: EventTime,
+        out: &mut O,
+    ) -> Result<()> {
         if !self.processing_time {
             return Ok(());
         }
@@ -316,7 +416,10 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
 
     /// End of input: processing-time windows fire now (a bounded job emits everything);
     /// count windows report what they could not complete.
-    pub fn on_end<O: FnMut(EventTime, WF::Out) -> Result<()>>(&mut self, out: &mut O) -> Result<()> {
+    pub fn on_end<O: FnMut(EventTime, WF::Out) -> Result<()>>(
+        &mut self,
+        out: &mut O,
+    ) -> Result<()> {
         if self.processing_time {
             self.advance(EventTime::MAX, out)?;
         }
@@ -340,7 +443,12 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
         false
     }
 
-    fn fire_window<O: FnMut(EventTime, WF::Out) -> Result<()>>(&mut self, k: &K, w: Window, out: &mut O) -> Result<()> {
+    fn fire_window<O: FnMut(EventTime, WF::Out) -> Result<()>>(
+        &mut self,
+        k: &K,
+        w: Window,
+        out: &mut O,
+    ) -> Result<()> {
         if self.takes_panes() && w.max_timestamp() <= self.watermark {
             return match self.panes.remove(&(k.clone(), w.start)).flatten() {
                 Some(a) => self.func.emit(k, w, a, out),
@@ -368,14 +476,25 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
         }
     }
 
-    fn on_session_record<O, L>(&mut self, ts: EventTime, record: T, out: &mut O, late: &mut L) -> Result<()>
+    fn on_session_record<O, L>(
+        &mut self,
+        ts: EventTime,
+        record: T,
+        out: &mut O,
+        late: &mut L,
+    ) -> Result<()>
     where
         O: FnMut(EventTime, WF::Out) -> Result<()>,
         L: FnMut(EventTime, T) -> Result<()>,
     {
-        let WindowAssigner::Session { gap } = self.assigner else { return Ok(()) };
+        let WindowAssigner::Session { gap } = self.assigner else {
+            return Ok(());
+        };
         let k = (self.key)(&record);
-        let mut merged = Window { start: ts, end: ts.saturating_add(gap) };
+        let mut merged = Window {
+            start: ts,
+            end: ts.saturating_add(gap),
+        };
         let windows = self.sessions.entry(k.clone()).or_default();
         let mut acc: Option<WF::Acc> = None;
         let mut i = 0;
@@ -391,7 +510,8 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
                 i += 1;
             }
         }
-        let late_window = !self.processing_time && merged.max_timestamp().saturating_add(self.lateness) <= self.watermark;
+        let late_window = !self.processing_time
+            && merged.max_timestamp().saturating_add(self.lateness) <= self.watermark;
         if late_window {
             // Put the merged state back untouched; the record is late.
             if let Some(a) = acc {
@@ -403,7 +523,10 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
         let acc = self.func.add(acc, record);
         windows.push((merged, acc));
         if self.lateness > 0 {
-            self.cleanup_sessions.entry(merged.max_timestamp().saturating_add(self.lateness)).or_default().push(k.clone());
+            self.cleanup_sessions
+                .entry(merged.max_timestamp().saturating_add(self.lateness))
+                .or_default()
+                .push(k.clone());
         }
         if merged.max_timestamp() <= self.watermark {
             self.fire_session(&k, merged, out)?;
@@ -413,21 +536,41 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
         Ok(())
     }
 
-    fn fire_session<O: FnMut(EventTime, WF::Out) -> Result<()>>(&mut self, k: &K, w: Window, out: &mut O) -> Result<()> {
-        let Some(acc) = self.sessions.get(k).and_then(|ws| ws.iter().find(|(x, _)| *x == w)).map(|(_, a)| a.clone()) else { return Ok(()) };
+    fn fire_session<O: FnMut(EventTime, WF::Out) -> Result<()>>(
+        &mut self,
+        k: &K,
+        w: Window,
+        out: &mut O,
+    ) -> Result<()> {
+        let Some(acc) = self
+            .sessions
+            .get(k)
+            .and_then(|ws| ws.iter().find(|(x, _)| *x == w))
+            .map(|(_, a)| a.clone())
+        else {
+            return Ok(());
+        };
         self.func.emit(k, w, acc, out)
     }
 
     /// The input watermark advanced: fire every window it passed, drop expired state.
     /// (Processing-time and count windows ignore watermarks, as in Flink.)
-    pub fn on_watermark<O: FnMut(EventTime, WF::Out) -> Result<()>>(&mut self, wm: EventTime, out: &mut O) -> Result<()> {
+    pub fn on_watermark<O: FnMut(EventTime, WF::Out) -> Result<()>>(
+        &mut self,
+        wm: EventTime,
+        out: &mut O,
+    ) -> Result<()> {
         if self.processing_time || self.count.is_some() {
             return Ok(());
         }
         self.advance(wm, out)
     }
 
-    fn advance<O: FnMut(EventTime, WF::Out) -> Result<()>>(&mut self, wm: EventTime, out: &mut O) -> Result<()> {
+    fn advance<O: FnMut(EventTime, WF::Out) -> Result<()>>(
+        &mut self,
+        wm: EventTime,
+        out: &mut O,
+    ) -> Result<()> {
         if wm <= self.watermark {
             return Ok(());
         }
@@ -439,12 +582,18 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
             let (t, keys) = entry.remove_entry();
             // Panes register a key once per window, in arrival order (deterministic for a
             // deterministic input); sessions may register a key more than once.
-            let keys = if self.assigner.is_merging() { sorted_unique(keys) } else { keys };
+            let keys = if self.assigner.is_merging() {
+                sorted_unique(keys)
+            } else {
+                keys
+            };
             for k in keys {
                 match self.assigner {
                     WindowAssigner::Session { .. } => {
                         let lateness = self.lateness;
-                        let Some(ws) = self.sessions.get_mut(&k) else { continue };
+                        let Some(ws) = self.sessions.get_mut(&k) else {
+                            continue;
+                        };
                         let mut i = 0;
                         while i < ws.len() {
                             if ws[i].0.max_timestamp() != t {
@@ -466,9 +615,17 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
                             self.sessions.remove(&k);
                         }
                     }
-                    WindowAssigner::Tumbling { size, .. } | WindowAssigner::Sliding { size, .. } => {
+                    WindowAssigner::Tumbling { size, .. }
+                    | WindowAssigner::Sliding { size, .. } => {
                         let end = t.saturating_add(1);
-                        self.fire_window(&k, Window { start: end - size, end }, out)?;
+                        self.fire_window(
+                            &k,
+                            Window {
+                                start: end - size,
+                                end,
+                            },
+                            out,
+                        )?;
                     }
                 }
             }
@@ -514,7 +671,11 @@ impl<K: Key, T, KF: Fn(&T) -> K, WF: WindowFunction<K, T>> WindowOp<K, T, KF, WF
     pub fn finish(&self, operator: &str, late_output_read: bool) {
         let partial: u64 = self.counts.values().map(|(c, _)| *c).sum();
         if partial > 0 {
-            tracing::warn!(operator, records = partial, "count windows still open at the end of the input were not emitted (as in Flink)");
+            tracing::warn!(
+                operator,
+                records = partial,
+                "count windows still open at the end of the input were not emitted (as in Flink)"
+            );
         }
         if self.dropped_late > 0 && !late_output_read {
             tracing::warn!(operator, dropped = self.dropped_late, "window dropped records that arrived later than its allowed lateness; read them with `.late_data()`");
@@ -558,9 +719,19 @@ mod tests {
 
     type Out = Vec<(EventTime, (u32, i64))>;
 
-    fn run(assigner: WindowAssigner, lateness: u64, events: &[Result<(i64, u32, i64), i64>]) -> (Out, Vec<(u32, i64)>) {
+    fn run(
+        assigner: WindowAssigner,
+        lateness: u64,
+        events: &[Result<(i64, u32, i64), i64>],
+    ) -> (Out, Vec<(u32, i64)>) {
         let kf = |r: &(u32, i64)| r.0;
-        let (mut op, _) = window_reduce(Witness::<(u32, i64)>::new(), &kf, assigner, Duration::from_millis(lateness), |a: (u32, i64), b: (u32, i64)| (a.0, a.1 + b.1));
+        let (mut op, _) = window_reduce(
+            Witness::<(u32, i64)>::new(),
+            &kf,
+            assigner,
+            Duration::from_millis(lateness),
+            |a: (u32, i64), b: (u32, i64)| (a.0, a.1 + b.1),
+        );
         let mut out = Vec::new();
         let mut late = Vec::new();
         for e in events {
@@ -600,12 +771,12 @@ mod tests {
                 Ok((1, 1, 1)),
                 Ok((9, 1, 2)),
                 Ok((12, 1, 4)),
-                Err(8), // not yet
-                Err(9), // [0,10) fires: 3
-                Ok((3, 1, 10)), // late, within lateness (9 + 5 > 9): fires again: 13
-                Err(14), // 9 + 5 <= 14: [0,10) expired
+                Err(8),          // not yet
+                Err(9),          // [0,10) fires: 3
+                Ok((3, 1, 10)),  // late, within lateness (9 + 5 > 9): fires again: 13
+                Err(14),         // 9 + 5 <= 14: [0,10) expired
                 Ok((4, 1, 100)), // beyond lateness: late output
-                Err(19), // [10,20) fires: 4
+                Err(19),         // [10,20) fires: 4
             ],
         );
         assert_eq!(out, vec![(9, (1, 3)), (9, (1, 13)), (19, (1, 4))]);
@@ -615,15 +786,34 @@ mod tests {
     #[test]
     fn sliding_windows_combine_panes() {
         let s = WindowAssigner::sliding(Duration::from_millis(10), Duration::from_millis(5));
-        let (out, _) = run(s, 0, &[Ok((1, 1, 1)), Ok((6, 1, 2)), Ok((11, 1, 4)), Err(100)]);
+        let (out, _) = run(
+            s,
+            0,
+            &[Ok((1, 1, 1)), Ok((6, 1, 2)), Ok((11, 1, 4)), Err(100)],
+        );
         // Windows [-5,5) [0,10) [5,15) [10,20)
-        assert_eq!(out, vec![(4, (1, 1)), (9, (1, 3)), (14, (1, 6)), (19, (1, 4))]);
+        assert_eq!(
+            out,
+            vec![(4, (1, 1)), (9, (1, 3)), (14, (1, 6)), (19, (1, 4))]
+        );
     }
 
     #[test]
     fn sessions_merge_and_fire_after_gap() {
         let s = WindowAssigner::session(Duration::from_millis(10));
-        let (out, late) = run(s, 0, &[Ok((0, 1, 1)), Ok((5, 1, 2)), Ok((30, 1, 4)), Ok((14, 1, 8)), Err(24), Err(100), Ok((1, 1, 1))]);
+        let (out, late) = run(
+            s,
+            0,
+            &[
+                Ok((0, 1, 1)),
+                Ok((5, 1, 2)),
+                Ok((30, 1, 4)),
+                Ok((14, 1, 8)),
+                Err(24),
+                Err(100),
+                Ok((1, 1, 1)),
+            ],
+        );
         // [0,10)+[5,15)+[14,24) merge into [0,24); [30,40) alone.
         assert_eq!(out, vec![(23, (1, 11)), (39, (1, 4))]);
         assert_eq!(late, vec![(1, 1)]);
@@ -632,10 +822,25 @@ mod tests {
     #[test]
     fn count_windows_fire_every_n_records_per_key() {
         let kf = |r: &(u32, i64)| r.0;
-        let (mut op, _) = window_reduce(Witness::<(u32, i64)>::new(), &kf, crate::time::CountWindow::of(2), Duration::ZERO, |a: (u32, i64), b: (u32, i64)| (a.0, a.1 + b.1));
+        let (mut op, _) = window_reduce(
+            Witness::<(u32, i64)>::new(),
+            &kf,
+            crate::time::CountWindow::of(2),
+            Duration::ZERO,
+            |a: (u32, i64), b: (u32, i64)| (a.0, a.1 + b.1),
+        );
         let mut out = Vec::new();
         for (k, v) in [(1, 1), (2, 5), (1, 2), (1, 4), (2, 6), (1, 8)] {
-            op.on_record(0, (k, v), &mut |_, r| { out.push(r); Ok(()) }, &mut |_, _| Ok(())).unwrap();
+            op.on_record(
+                0,
+                (k, v),
+                &mut |_, r| {
+                    out.push(r);
+                    Ok(())
+                },
+                &mut |_, _| Ok(()),
+            )
+            .unwrap();
         }
         assert_eq!(out, vec![(1, 3), (2, 11), (1, 12)]);
     }
@@ -643,14 +848,40 @@ mod tests {
     #[test]
     fn processing_time_windows_fire_on_the_clock_and_at_end() {
         let kf = |r: &(u32, i64)| r.0;
-        let (mut op, _) = window_reduce(Witness::<(u32, i64)>::new(), &kf, crate::time::TumblingProcessingTime::seconds(3600), Duration::ZERO, |a: (u32, i64), b: (u32, i64)| (a.0, a.1 + b.1));
+        let (mut op, _) = window_reduce(
+            Witness::<(u32, i64)>::new(),
+            &kf,
+            crate::time::TumblingProcessingTime::seconds(3600),
+            Duration::ZERO,
+            |a: (u32, i64), b: (u32, i64)| (a.0, a.1 + b.1),
+        );
         let mut out = Vec::new();
         for v in [1, 2, 3] {
-            op.on_record(NO_TIMESTAMP, (7, v), &mut |_, r| { out.push(r); Ok(()) }, &mut |_, _| Ok(())).unwrap();
+            op.on_record(
+                NO_TIMESTAMP,
+                (7, v),
+                &mut |_, r| {
+                    out.push(r);
+                    Ok(())
+                },
+                &mut |_, _| Ok(()),
+            )
+            .unwrap();
         }
-        op.on_watermark(EventTime::MAX, &mut |_, r| { out.push(r); Ok(()) }).unwrap();
-        assert!(out.is_empty(), "watermarks do not fire processing-time windows");
-        op.on_end(&mut |_, r| { out.push(r); Ok(()) }).unwrap();
+        op.on_watermark(EventTime::MAX, &mut |_, r| {
+            out.push(r);
+            Ok(())
+        })
+        .unwrap();
+        assert!(
+            out.is_empty(),
+            "watermarks do not fire processing-time windows"
+        );
+        op.on_end(&mut |_, r| {
+            out.push(r);
+            Ok(())
+        })
+        .unwrap();
         // All three arrived within one hour-long window, unless the test straddled an hour.
         assert_eq!(out.iter().map(|r| r.1).sum::<i64>(), 6);
     }
@@ -659,7 +890,13 @@ mod tests {
     fn state_is_dropped_after_lateness() {
         let t = WindowAssigner::tumbling(Duration::from_millis(10));
         let kf = |r: &(u32, i64)| r.0;
-        let (mut op, _) = window_reduce(Witness::<(u32, i64)>::new(), &kf, t, Duration::from_millis(5), |a: (u32, i64), b: (u32, i64)| (a.0, a.1 + b.1));
+        let (mut op, _) = window_reduce(
+            Witness::<(u32, i64)>::new(),
+            &kf,
+            t,
+            Duration::from_millis(5),
+            |a: (u32, i64), b: (u32, i64)| (a.0, a.1 + b.1),
+        );
         let mut sink = |_: EventTime, _: (u32, i64)| Ok(());
         let mut late = |_: EventTime, _: (u32, i64)| Ok(());
         for k in 0..100 {

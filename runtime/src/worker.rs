@@ -98,7 +98,12 @@ impl WorkerCtx {
 
 /// Run the job's dataflow on the workers that `builders` describe (one per local worker
 /// thread), until every source is exhausted or a worker fails.
-pub fn run(job: Arc<Job>, cfg: RunConfig, builders: Vec<AllocatorBuilder>, others: Box<dyn Any + Send>) -> Result<RunSummary> {
+pub fn run(
+    job: Arc<Job>,
+    cfg: RunConfig,
+    builders: Vec<AllocatorBuilder>,
+    others: Box<dyn Any + Send>,
+) -> Result<RunSummary> {
     let failure = Arc::new(Failure::default());
     let stats = Arc::new(Stats::default());
     let physical = Arc::new(cfg.physical);
@@ -106,25 +111,30 @@ pub fn run(job: Arc<Job>, cfg: RunConfig, builders: Vec<AllocatorBuilder>, other
     let start = Instant::now();
     let epoch = cfg.epoch;
     let (f2, s2) = (Arc::clone(&failure), Arc::clone(&stats));
-    let guards = timely::execute::execute_from(builders, others, timely::WorkerConfig::default(), move |worker| {
-        let ctx = WorkerCtx {
-            env: Arc::clone(&env),
-            physical: Arc::clone(&physical),
-            worker: worker.index(),
-            peers: worker.peers(),
-            failure: Arc::clone(&f2),
-            epoch,
-            start,
-            stats: Arc::clone(&s2),
-        };
-        let build = job.build;
-        worker.dataflow::<crate::data::Epoch, _, _>(|scope| build(scope, &ctx));
-        while worker.step_or_park(Some(Duration::from_millis(20))) {
-            if ctx.failure.failed() {
-                break;
+    let guards = timely::execute::execute_from(
+        builders,
+        others,
+        timely::WorkerConfig::default(),
+        move |worker| {
+            let ctx = WorkerCtx {
+                env: Arc::clone(&env),
+                physical: Arc::clone(&physical),
+                worker: worker.index(),
+                peers: worker.peers(),
+                failure: Arc::clone(&f2),
+                epoch,
+                start,
+                stats: Arc::clone(&s2),
+            };
+            let build = job.build;
+            worker.dataflow::<crate::data::Epoch, _, _>(|scope| build(scope, &ctx));
+            while worker.step_or_park(Some(Duration::from_millis(20))) {
+                if ctx.failure.failed() {
+                    break;
+                }
             }
-        }
-    })
+        },
+    )
     .map_err(|e| RuntimeError::external(format!("cannot start workers: {e}")))?;
     let results = guards.join();
     if let Some(e) = failure.take() {
@@ -132,7 +142,9 @@ pub fn run(job: Arc<Job>, cfg: RunConfig, builders: Vec<AllocatorBuilder>, other
     }
     for r in results {
         if let Err(e) = r {
-            return Err(RuntimeError::internal(format!("a worker thread panicked: {e}")));
+            return Err(RuntimeError::internal(format!(
+                "a worker thread panicked: {e}"
+            )));
         }
     }
     Ok(RunSummary {
@@ -144,32 +156,72 @@ pub fn run(job: Arc<Job>, cfg: RunConfig, builders: Vec<AllocatorBuilder>, other
 /// Run a job inside this process with `workers` threads: for tests, benchmarks and tools.
 /// `args` are the job arguments (`--arg name=value` on the command line).
 pub fn run_local(job: Job, workers: usize, args: &[(&str, &str)]) -> Result<RunSummary> {
-    let physical = weir_compiler::plan::resolve(&job.plan, weir_compiler::plan::ClusterShape::single(workers), None).map_err(|e| RuntimeError::user(e.to_string()))?;
-    let pairs: Vec<(String, String)> = args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let physical = weir_compiler::plan::resolve(
+        &job.plan,
+        weir_compiler::plan::ClusterShape::single(workers),
+        None,
+    )
+    .map_err(|e| RuntimeError::user(e.to_string()))?;
+    let pairs: Vec<(String, String)> = args
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let env = Env::from_pairs(&job.plan, &pairs)?;
-    let (builders, others) = timely::CommunicationConfig::Process(workers).try_build().map_err(RuntimeError::external)?;
-    run(Arc::new(job), RunConfig { physical, env, epoch: Duration::from_millis(50) }, builders, others)
+    let (builders, others) = timely::CommunicationConfig::Process(workers)
+        .try_build()
+        .map_err(RuntimeError::external)?;
+    run(
+        Arc::new(job),
+        RunConfig {
+            physical,
+            env,
+            epoch: Duration::from_millis(50),
+        },
+        builders,
+        others,
+    )
 }
 
 /// Run a job as `processes` timely processes of `workers` threads each, all inside this OS
 /// process and connected over TCP on 127.0.0.1 exactly as separate processes are: for tests
 /// that need records and watermarks to cross process boundaries while still inspecting the
 /// output in memory. `job` builds the job (the function `#[weir::job]` generated).
-pub fn run_cluster_local(job: fn() -> Job, processes: usize, workers: usize, args: &[(&str, &str)]) -> Result<Vec<RunSummary>> {
+pub fn run_cluster_local(
+    job: fn() -> Job,
+    processes: usize,
+    workers: usize,
+    args: &[(&str, &str)],
+) -> Result<Vec<RunSummary>> {
     use crate::cluster::hosts::ProcessAddr;
     use crate::cluster::net::{connect_all, start_networking, Mesh};
     use weir_compiler::plan::ClusterShape;
-    let shape = ClusterShape { nodes: 1, procs_per_node: processes, workers };
+    let shape = ClusterShape {
+        nodes: 1,
+        procs_per_node: processes,
+        workers,
+    };
     let plan = job().plan;
-    let physical = weir_compiler::plan::resolve(&plan, shape, None).map_err(|e| RuntimeError::user(e.to_string()))?;
-    let pairs: Vec<(String, String)> = args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let physical = weir_compiler::plan::resolve(&plan, shape, None)
+        .map_err(|e| RuntimeError::user(e.to_string()))?;
+    let pairs: Vec<(String, String)> = args
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let env = Env::from_pairs(&plan, &pairs)?;
     let mut listeners = Vec::new();
     let mut addrs = Vec::new();
     for p in 0..processes {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| RuntimeError::external(format!("cannot bind a loopback port: {e}")))?;
-        let addr = l.local_addr().map_err(|e| RuntimeError::external(e.to_string()))?;
-        addrs.push(ProcessAddr { process: p, node: 0, local: p, addr });
+        let l = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| RuntimeError::external(format!("cannot bind a loopback port: {e}")))?;
+        let addr = l
+            .local_addr()
+            .map_err(|e| RuntimeError::external(e.to_string()))?;
+        addrs.push(ProcessAddr {
+            process: p,
+            node: 0,
+            local: p,
+            addr,
+        });
         listeners.push(l);
     }
     let fingerprint = plan.fingerprint();
@@ -177,8 +229,18 @@ pub fn run_cluster_local(job: fn() -> Job, processes: usize, workers: usize, arg
         .into_iter()
         .enumerate()
         .map(|(me, listener)| {
-            let mesh = Mesh { job: plan.name.clone(), fingerprint, shape, processes: addrs.clone(), me };
-            let cfg = RunConfig { physical: physical.clone(), env: env.clone(), epoch: Duration::from_millis(50) };
+            let mesh = Mesh {
+                job: plan.name.clone(),
+                fingerprint,
+                shape,
+                processes: addrs.clone(),
+                me,
+            };
+            let cfg = RunConfig {
+                physical: physical.clone(),
+                env: env.clone(),
+                epoch: Duration::from_millis(50),
+            };
             std::thread::spawn(move || -> Result<RunSummary> {
                 let sockets = connect_all(&mesh, listener, Duration::from_secs(30))?;
                 let (builders, others) = start_networking(sockets, me, workers)?;
@@ -188,7 +250,10 @@ pub fn run_cluster_local(job: fn() -> Job, processes: usize, workers: usize, arg
         .collect();
     let mut out = Vec::new();
     for h in handles {
-        out.push(h.join().map_err(|_| RuntimeError::internal("a process thread panicked"))??);
+        out.push(
+            h.join()
+                .map_err(|_| RuntimeError::internal("a process thread panicked"))??,
+        );
     }
     Ok(out)
 }

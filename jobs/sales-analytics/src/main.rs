@@ -72,7 +72,11 @@ const WINDOW_MINUTES: u64 = 5;
 const WINDOW_MS: i64 = WINDOW_MINUTES as i64 * 60_000;
 
 fn to_sale(o: Order) -> Sale {
-    Sale { customer_id: o.customer_id, cents: (o.amount * 100.0).round() as i64, event_time: o.event_time }
+    Sale {
+        customer_id: o.customer_id,
+        cents: (o.amount * 100.0).round() as i64,
+        event_time: o.event_time,
+    }
 }
 
 /// Counts and sums a customer's sales in one window, incrementally (one accumulator per
@@ -88,7 +92,13 @@ impl Aggregator<Sale> for TotalPerWindow {
     type Out = WindowTotal;
 
     fn create_accumulator(&self) -> WindowTotal {
-        WindowTotal { customer_id: 0, window_start: 0, window_end: 0, orders: 0, total_cents: 0 }
+        WindowTotal {
+            customer_id: 0,
+            window_start: 0,
+            window_end: 0,
+            orders: 0,
+            total_cents: 0,
+        }
     }
 
     fn add(&self, acc: WindowTotal, sale: Sale) -> WindowTotal {
@@ -105,7 +115,11 @@ impl Aggregator<Sale> for TotalPerWindow {
     fn merge(&self, a: WindowTotal, b: WindowTotal) -> WindowTotal {
         // An empty accumulator knows no customer or window yet.
         let named = if a.orders > 0 { &a } else { &b };
-        WindowTotal { orders: a.orders + b.orders, total_cents: a.total_cents + b.total_cents, ..named.clone() }
+        WindowTotal {
+            orders: a.orders + b.orders,
+            total_cents: a.total_cents + b.total_cents,
+            ..named.clone()
+        }
     }
 
     fn result(&self, acc: WindowTotal) -> WindowTotal {
@@ -139,17 +153,30 @@ mod tests {
     use super::*;
 
     fn sale(customer_id: u64, cents: i64, event_time: i64) -> Sale {
-        Sale { customer_id, cents, event_time }
+        Sale {
+            customer_id,
+            cents,
+            event_time,
+        }
     }
 
     #[test]
     fn aggregator_counts_sums_and_names_the_window() {
         let a = TotalPerWindow;
-        let acc = a.add(a.add(a.create_accumulator(), sale(7, 150, 600_001)), sale(7, 250, 899_999));
+        let acc = a.add(
+            a.add(a.create_accumulator(), sale(7, 150, 600_001)),
+            sale(7, 250, 899_999),
+        );
         let other = a.add(a.create_accumulator(), sale(7, 1, 600_000));
         let all = a.result(a.merge(a.create_accumulator(), a.merge(acc, other)));
         assert_eq!(
-            (all.customer_id, all.window_start, all.window_end, all.orders, all.total_cents),
+            (
+                all.customer_id,
+                all.window_start,
+                all.window_end,
+                all.orders,
+                all.total_cents
+            ),
             (7, 600_000, 900_000, 3, 401)
         );
     }

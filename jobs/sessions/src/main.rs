@@ -52,8 +52,16 @@ const GAP_MINUTES: u64 = 30;
 
 /// Summarise the clicks of one session window.
 fn summarize(user: &str, window: Window, clicks: Vec<Click>) -> Vec<UserSession> {
-    let first = clicks.iter().map(|c| c.event_time).min().unwrap_or(window.start);
-    let last = clicks.iter().map(|c| c.event_time).max().unwrap_or(window.start);
+    let first = clicks
+        .iter()
+        .map(|c| c.event_time)
+        .min()
+        .unwrap_or(window.start);
+    let last = clicks
+        .iter()
+        .map(|c| c.event_time)
+        .max()
+        .unwrap_or(window.start);
     let pages: BTreeSet<&str> = clicks.iter().map(|c| c.page.as_str()).collect();
     vec![UserSession {
         user: user.to_string(),
@@ -84,15 +92,36 @@ mod tests {
     use super::*;
 
     fn click(page: &str, event_time: i64) -> Click {
-        Click { user: "u".into(), page: page.into(), event_time }
+        Click {
+            user: "u".into(),
+            page: page.into(),
+            event_time,
+        }
     }
 
     #[test]
     fn summary_counts_clicks_and_distinct_pages() {
-        let w = Window { start: 1_000, end: 1_000 + 30 * 60_000 + 4_000 };
-        let s = summarize("u", w, vec![click("/b", 5_000), click("/a", 1_000), click("/b", 3_000)]);
+        let w = Window {
+            start: 1_000,
+            end: 1_000 + 30 * 60_000 + 4_000,
+        };
+        let s = summarize(
+            "u",
+            w,
+            vec![click("/b", 5_000), click("/a", 1_000), click("/b", 3_000)],
+        );
         assert_eq!(s.len(), 1);
         let s = &s[0];
-        assert_eq!((s.user.as_str(), s.start, s.end, s.events, s.pages, s.duration_ms), ("u", w.start, w.end, 3, 2, 4_000));
+        assert_eq!(
+            (
+                s.user.as_str(),
+                s.start,
+                s.end,
+                s.events,
+                s.pages,
+                s.duration_ms
+            ),
+            ("u", w.start, w.end, 3, 2, 4_000)
+        );
     }
 }

@@ -9,7 +9,10 @@ use weir::prelude::*;
 
 /// Lower-cased words of a line; anything that is not a letter or digit separates words.
 fn words(line: String) -> Vec<(String, u64)> {
-    line.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| (w.to_lowercase(), 1)).collect()
+    line.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| (w.to_lowercase(), 1))
+        .collect()
 }
 
 #[weir::job(name = "wordcount")]

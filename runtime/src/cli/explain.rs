@@ -379,12 +379,18 @@ Edges:
     fn text_shows_event_time_details() {
         let mut plan = sample();
         plan.operators[2].kind = OpKind::Watermarks;
-        plan.operators[2].detail = "BoundedOutOfOrderness::seconds(30), timestamps |o| o.event_time".into();
+        plan.operators[2].detail =
+            "BoundedOutOfOrderness::seconds(30), timestamps |o| o.event_time".into();
         plan.operators[3].kind = OpKind::Window;
-        plan.operators[3].detail = "Tumbling::minutes(5), allowed lateness Duration::from_secs(60), aggregate Sales".into();
+        plan.operators[3].detail =
+            "Tumbling::minutes(5), allowed lateness Duration::from_secs(60), aggregate Sales"
+                .into();
         let physical = resolve(&plan, ClusterShape::single(3), Some(2)).unwrap();
         let t = text(&plan, &physical);
-        assert!(t.contains("      BoundedOutOfOrderness::seconds(30), timestamps |o| o.event_time\n"), "{t}");
+        assert!(
+            t.contains("      BoundedOutOfOrderness::seconds(30), timestamps |o| o.event_time\n"),
+            "{t}"
+        );
         assert!(t.contains("      Tumbling::minutes(5), allowed lateness Duration::from_secs(60), aggregate Sales\n"), "{t}");
     }
 

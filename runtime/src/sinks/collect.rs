@@ -12,13 +12,17 @@ pub struct CollectSink<T> {
 
 impl<T> Clone for CollectSink<T> {
     fn clone(&self) -> Self {
-        CollectSink { records: Arc::clone(&self.records) }
+        CollectSink {
+            records: Arc::clone(&self.records),
+        }
     }
 }
 
 impl<T> Default for CollectSink<T> {
     fn default() -> Self {
-        CollectSink { records: Arc::new(Mutex::new(Vec::new())) }
+        CollectSink {
+            records: Arc::new(Mutex::new(Vec::new())),
+        }
     }
 }
 
@@ -56,7 +60,10 @@ impl<T: Send + 'static> Sink<T> for CollectSink<T> {
         Guarantee::ExactlyOnce
     }
     fn open(&self, _: &SinkContext) -> Result<CollectWriter<T>> {
-        Ok(CollectWriter { buffer: Vec::new(), records: Arc::clone(&self.records) })
+        Ok(CollectWriter {
+            buffer: Vec::new(),
+            records: Arc::clone(&self.records),
+        })
     }
 }
 

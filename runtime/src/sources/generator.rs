@@ -124,11 +124,13 @@ where
                 start: Instant::now(),
                 per_second: r / p as f64,
             }),
-            Some(r) => return Err(RuntimeError::user(format!(
+            Some(r) => {
+                return Err(RuntimeError::user(format!(
                 "generator source `{}`: rate {r} is not a positive number of records per second; \
                      fix the argument of .rate(...)",
                 ctx.operator
-            ))),
+            )))
+            }
         };
         let (limit, total) = match self.count {
             Some(n) => (share(n, k, p), Some(share(n, k, p))),
