@@ -39,6 +39,13 @@ step() {
     "$@" >"$work/last.log" 2>&1 || { cat "$work/last.log"; exit 1; }
     t1=$(date +%s.%N)
     printf '%-58s %7.1f s   (1-min load before: %s, after: %s)\n' "$label" "$(echo "$t1 - $t0" | bc)" "$load_before" "$(cut -d' ' -f1 /proc/loadavg)"
+    local compiled
+    compiled="$(awk '$1 == "Compiling" {print $2}' "$work/last.log")"
+    if [ "$(echo "$compiled" | grep -c .)" -le 5 ]; then
+        echo "     compiled: ${compiled:-nothing}" | tr '\n' ' '; echo
+    else
+        echo "     compiled: $(echo "$compiled" | grep -c .) crates"
+    fi
 }
 
 main=jobs/wordcount/src/main.rs
