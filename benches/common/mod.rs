@@ -33,7 +33,11 @@ pub struct Checksum {
 
 impl Checksum {
     /// Nothing yet.
-    pub const ZERO: Checksum = Checksum { count: 0, sum: 0, keys: 0 };
+    pub const ZERO: Checksum = Checksum {
+        count: 0,
+        sum: 0,
+        keys: 0,
+    };
 
     /// Fold one output record in (order-insensitive, so it does not matter which worker saw
     /// which record).
@@ -86,8 +90,14 @@ impl Sink<Rec> for ChecksumSink {
     fn guarantee(&self) -> Guarantee {
         Guarantee::ExactlyOnce
     }
-    fn open(&self, _ctx: &weir::runtime::sinks::SinkContext) -> weir::runtime::error::Result<ChecksumWriter> {
-        Ok(ChecksumWriter { acc: Checksum::ZERO, total: self.total })
+    fn open(
+        &self,
+        _ctx: &weir::runtime::sinks::SinkContext,
+    ) -> weir::runtime::error::Result<ChecksumWriter> {
+        Ok(ChecksumWriter {
+            acc: Checksum::ZERO,
+            total: self.total,
+        })
     }
 }
 
@@ -99,7 +109,10 @@ impl SinkWriter<Rec> for ChecksumWriter {
     }
     fn close(&mut self) -> weir::runtime::error::Result<()> {
         let acc = std::mem::take(&mut self.acc);
-        self.total.lock().unwrap_or_else(|e| e.into_inner()).merge(acc);
+        self.total
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .merge(acc);
         Ok(())
     }
 }
@@ -139,7 +152,10 @@ const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
 
 /// Nanoseconds of CPU time this process has used.
 pub fn process_cpu_ns() -> u64 {
-    let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; the clock id is a Linux constant.
     let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
@@ -203,9 +219,17 @@ pub fn criterion_cpu() -> Criterion<CpuTime> {
 /// optionally `WEIR_BENCH_RUNS=<n>`, default 20) the bench binary runs just that variant n
 /// times, checks each result and exits — for `valgrind --tool=callgrind` or `perf record`.
 /// Returns whether it ran.
-pub fn profile_hook(variants: &[(&str, &dyn Fn() -> Checksum)], check: impl Fn(&str, Checksum)) -> bool {
-    let Ok(only) = std::env::var("WEIR_BENCH_ONLY") else { return false };
-    let runs: usize = std::env::var("WEIR_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(20);
+pub fn profile_hook(
+    variants: &[(&str, &dyn Fn() -> Checksum)],
+    check: impl Fn(&str, Checksum),
+) -> bool {
+    let Ok(only) = std::env::var("WEIR_BENCH_ONLY") else {
+        return false;
+    };
+    let runs: usize = std::env::var("WEIR_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20);
     let Some((name, run)) = variants.iter().find(|(n, _)| *n == only) else {
         let names: Vec<&str> = variants.iter().map(|(n, _)| *n).collect();
         panic!("WEIR_BENCH_ONLY={only}: no such variant; one of {names:?}");
@@ -215,8 +239,15 @@ pub fn profile_hook(variants: &[(&str, &dyn Fn() -> Checksum)], check: impl Fn(&
     for _ in 0..runs {
         check(name, run());
     }
-    let (wall, cpu) = (t.elapsed().as_secs_f64() / runs as f64, (process_cpu_ns() - cpu) as f64 / 1e9 / runs as f64);
-    eprintln!("{name}: {runs} runs, {:.3} ms wall and {:.3} ms cpu per run", wall * 1e3, cpu * 1e3);
+    let (wall, cpu) = (
+        t.elapsed().as_secs_f64() / runs as f64,
+        (process_cpu_ns() - cpu) as f64 / 1e9 / runs as f64,
+    );
+    eprintln!(
+        "{name}: {runs} runs, {:.3} ms wall and {:.3} ms cpu per run",
+        wall * 1e3,
+        cpu * 1e3
+    );
     true
 }
 
