@@ -42,7 +42,7 @@ done
 echo
 echo "| benchmark | weir / timely | weir / loop |"
 echo "|---|---|---|"
-r() { echo "scale=2; $1 / $2" | bc; }
+r() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
 echo "| pipeline (1 worker) | $(r "${ir[pipeline/weir_pipeline]}" "${ir[pipeline/timely_pipeline]}") | $(r "${ir[pipeline/weir_pipeline]}" "${ir[pipeline/loop_pipeline]}") |"
 echo "| generator (1 worker) | $(r "${ir[pipeline/weir_generator]}" "${ir[pipeline/timely_generator]}") | $(r "${ir[pipeline/weir_generator]}" "${ir[pipeline/loop_generator]}") |"
 echo "| keyed, 1 worker | $(r "${ir[keyed/weir1]}" "${ir[keyed/timely1]}") | $(r "${ir[keyed/weir1]}" "${ir[keyed/loop]}") |"

@@ -68,7 +68,6 @@ fn weir_generator(env: &mut Env) {
         .start_new_chain();
 }
 
-#[inline(never)]
 /// One record through source → sink: what starting and stopping a job costs.
 #[weir::job(name = "bench-startup", main = false)]
 fn weir_startup(env: &mut Env) {
