@@ -72,6 +72,8 @@ pub struct VertexCtx {
 /// An output of a vertex: records buffered during an activation, shipped at its end.
 pub struct Port<T: Data> {
     buf: Vec<Msg<T>>,
+    /// Containers of BATCH messages sealed during this activation, in order before `buf`.
+    full: Vec<Vec<Msg<T>>>,
     out: Option<Output<Epoch, Vec<Msg<T>>>>,
     own_watermarks: bool,
     /// Workers in the cluster: every watermark or idleness marker is emitted once per
@@ -85,6 +87,7 @@ impl<T: Data> Port<T> {
     pub fn new(_: Witness<T>) -> Self {
         Port {
             buf: Vec::new(),
+            full: Vec::new(),
             out: None,
             own_watermarks: false,
             peers: 1,
@@ -108,6 +111,14 @@ impl<T: Data> Port<T> {
     #[inline(always)]
     pub fn push(&mut self, ts: EventTime, record: T) {
         self.buf.push(Msg::Rec(ts, record));
+        if self.buf.len() >= BATCH {
+            self.seal();
+        }
+    }
+    #[cold]
+    fn seal(&mut self) {
+        let b = std::mem::replace(&mut self.buf, Vec::with_capacity(BATCH));
+        self.full.push(b);
     }
     /// A marker, once per worker (see `peers`).
     fn push_msg(&mut self, m: Msg<T>) {
@@ -115,12 +126,21 @@ impl<T: Data> Port<T> {
             self.buf.push(m.clone());
         }
         self.buf.push(m);
+        if self.buf.len() >= BATCH {
+            self.seal();
+        }
     }
     fn flush<C: CapabilityTrait<Epoch>>(&mut self, cap: &C) {
         if let Some(out) = self.out.as_mut() {
+            for mut c in self.full.drain(..) {
+                out.give(cap, &mut c);
+            }
             if !self.buf.is_empty() {
                 out.give(cap, &mut self.buf);
                 self.buf.clear();
+                if self.buf.capacity() < BATCH {
+                    self.buf = Vec::with_capacity(BATCH);
+                }
             }
             drop(out.activate::<Vec<Msg<T>>>());
         }
@@ -298,6 +318,9 @@ where
                 Message::push_at(&mut self.buffers[t], stamp.clone(), &mut pushers[t]);
                 // A network pusher hands the (serialized) container back full.
                 self.buffers[t].clear();
+                if self.buffers[t].capacity() < BATCH {
+                    self.buffers[t] = Vec::with_capacity(BATCH);
+                }
             }
         }
     }
@@ -310,6 +333,9 @@ where
             if !b.is_empty() {
                 Message::push_at(b, stamp.clone(), p);
                 b.clear();
+                if b.capacity() < BATCH {
+                    *b = Vec::with_capacity(BATCH);
+                }
             }
         }
     }
@@ -578,17 +604,19 @@ where
         }
     }
     let op_name = op_name.to_string();
-    builder.build(move |caps: Vec<Capability<Epoch>>| {
+    builder.build_reschedule(move |caps: Vec<Capability<Epoch>>| {
         let mut caps = if state.is_some() { Some(caps) } else { None };
         let mut reported = 0u64;
+        let mut current: Epoch = 0;
         move |_frontiers: &[MutableAntichain<Epoch>]| {
-            let (Some(cs), Some((reader, logic))) = (caps.as_mut(), state.as_mut()) else { return };
+            let (Some(cs), Some((reader, logic))) = (caps.as_mut(), state.as_mut()) else { return false };
             if failure.failed() {
                 caps = None;
-                return;
+                return false;
             }
             let epoch = (start.elapsed().as_nanos() / epoch_len.as_nanos().max(1)) as Epoch;
-            if *cs[0].time() < epoch {
+            if current < epoch {
+                current = epoch;
                 for c in cs.iter_mut() {
                     c.downgrade(&epoch);
                 }
@@ -617,7 +645,7 @@ where
                 (Err(e), _) | (_, Some(e)) => {
                     fail(&failure, e.in_operator(op_name.clone()), &op_name);
                     caps = None;
-                    return;
+                    return false;
                 }
                 (Ok(p), None) => p,
             };
@@ -634,7 +662,7 @@ where
                     // End of input: the final watermark fires every remaining window downstream
                     // (Flink's end-of-input Long.MAX_VALUE).
                     ports.broadcast(&Msg::Watermark { from: source_instance as u32, wm: EventTime::MAX });
-                    let r = logic(Event::EpochDone(*cs[0].time()), &mut ports).and_then(|_| logic(Event::End, &mut ports));
+                    let r = logic(Event::EpochDone(current), &mut ports).and_then(|_| logic(Event::End, &mut ports));
                     ports.flush(cs);
                     if let Err(e) = r {
                         fail(&failure, e, &op_name);
@@ -642,6 +670,8 @@ where
                     caps = None;
                 }
             }
+            // Without outputs the source holds no capabilities: stay scheduled until done.
+            caps.is_some()
         }
     });
     streams
