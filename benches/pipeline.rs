@@ -44,10 +44,9 @@ fn transform(r: Rec) -> Rec {
 // ---------------------------------------------------------------------------------------
 // (a) weir
 //
-// The sink starts a new chain: a job whose whole pipeline chains into the source vertex
-// (no output edges) panics in `weir_runtime::vertex::source_vertex` (`cs[0]` on an empty
-// capability vector), see BENCHMARKS.md. With the sink in its own vertex the records cross
-// one forward edge, like the hand-written timely program's.
+// Written as a user writes it: source, filter, map and sink chain into one vertex, so the
+// records never leave the source's operator (the hand-written timely program has one
+// forward edge to its sink).
 
 static PIPELINE_OUT: Mutex<Checksum> = Mutex::new(Checksum::ZERO);
 static GENERATOR_OUT: Mutex<Checksum> = Mutex::new(Checksum::ZERO);
@@ -57,23 +56,20 @@ fn weir_pipeline(env: &mut Env) {
     env.source(Generator::bounded(N, gen))
         .filter(keep)
         .map(transform)
-        .sink(ChecksumSink::to(&PIPELINE_OUT))
-        .start_new_chain();
+        .sink(ChecksumSink::to(&PIPELINE_OUT));
 }
 
 #[weir::job(name = "bench-generator", main = false)]
 fn weir_generator(env: &mut Env) {
     env.source(Generator::bounded(N, gen))
-        .sink(ChecksumSink::to(&GENERATOR_OUT))
-        .start_new_chain();
+        .sink(ChecksumSink::to(&GENERATOR_OUT));
 }
 
 /// One record through source → sink: what starting and stopping a job costs.
 #[weir::job(name = "bench-startup", main = false)]
 fn weir_startup(env: &mut Env) {
     env.source(Generator::bounded(1, gen))
-        .sink(ChecksumSink::to(&STARTUP_OUT))
-        .start_new_chain();
+        .sink(ChecksumSink::to(&STARTUP_OUT));
 }
 
 static STARTUP_OUT: Mutex<Checksum> = Mutex::new(Checksum::ZERO);

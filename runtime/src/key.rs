@@ -129,6 +129,11 @@ tuple_key!(A B C D);
 tuple_key!(A B C D E);
 tuple_key!(A B C D E F);
 
+/// A map from keys to operator state inside one worker. Keyed operators hash every record's
+/// key into it, so it uses foldhash (fixed seed: iteration order is reproducible) instead of
+/// `std`'s SipHash. It never leaves the process, so it is not the key-group hash.
+pub type StateMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+
 /// The key group of `key` among `max_parallelism` groups.
 #[inline]
 pub fn key_group_of<K: Key + ?Sized>(key: &K, max_parallelism: u32) -> u32 {

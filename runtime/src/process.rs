@@ -320,7 +320,7 @@ pub trait KeyedProcessFunction<K, I, M = WithEventTime>: 'static {
 pub struct KeyedProcessOp<K, I, KF, M, P: KeyedProcessFunction<K, I, M>> {
     key: KF,
     func: P,
-    state: HashMap<K, KeyState>,
+    state: crate::key::StateMap<K, KeyState>,
     timers: Timers<K>,
     watermark: EventTime,
     out: Vec<(EventTime, P::Out)>,
@@ -335,7 +335,7 @@ fn new_op<K, I, KF, M, P: KeyedProcessFunction<K, I, M>>(
     KeyedProcessOp {
         key,
         func,
-        state: HashMap::new(),
+        state: Default::default(),
         timers: Timers::default(),
         watermark: EventTime::MIN,
         out: Vec::new(),

@@ -955,7 +955,7 @@ pub fn open_sink<T, S: Sink<T>>(
 pub struct Reduce<T, K, KF, F> {
     key: KF,
     f: F,
-    state: HashMap<K, T>,
+    state: crate::key::StateMap<K, T>,
 }
 
 /// `reduce` on a keyed stream.
@@ -969,7 +969,7 @@ where
         Reduce {
             key: key.clone(),
             f,
-            state: HashMap::new(),
+            state: Default::default(),
         },
         w,
     )

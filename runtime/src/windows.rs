@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::key::Key;
 use crate::time::{now_millis, Window, WindowAssigner, WindowKind};
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Incremental aggregation with an accumulator (Flink's `AggregateFunction`).
@@ -150,14 +150,14 @@ pub struct WindowOp<K, T, KF, WF: WindowFunction<K, T>> {
     /// Processing-time windows follow the wall clock; count windows count.
     processing_time: bool,
     count: Option<u64>,
-    counts: HashMap<K, (u64, WF::Acc)>,
+    counts: crate::key::StateMap<K, (u64, WF::Acc)>,
     lateness: i64,
     func: WF,
     watermark: EventTime,
     /// Non-merging windows: (key, pane start) → state (`None` only while being updated).
-    panes: HashMap<(K, EventTime), Option<WF::Acc>>,
+    panes: crate::key::StateMap<(K, EventTime), Option<WF::Acc>>,
     /// Sessions: per key, the live windows.
-    sessions: HashMap<K, Vec<(Window, WF::Acc)>>,
+    sessions: crate::key::StateMap<K, Vec<(Window, WF::Acc)>>,
     /// Windows to fire: max timestamp → keys, registered once per (key, window) for panes;
     /// for sessions once per record that moved a session's end (stale entries find nothing).
     fire: BTreeMap<EventTime, Vec<K>>,
@@ -192,12 +192,12 @@ fn new_op<K, T, KF, WF: WindowFunction<K, T>>(
         assigner,
         processing_time,
         count,
-        counts: HashMap::new(),
+        counts: Default::default(),
         lateness: millis(lateness),
         func,
         watermark: EventTime::MIN,
-        panes: HashMap::new(),
-        sessions: HashMap::new(),
+        panes: Default::default(),
+        sessions: Default::default(),
         fire: BTreeMap::new(),
         cleanup: BTreeMap::new(),
         cleanup_sessions: BTreeMap::new(),
