@@ -80,6 +80,7 @@ pub fn job_plan(g: &Graph, c: &Chains) -> plan::JobPlan {
                 has_default: *d,
             })
             .collect(),
+        checkpoint_interval_ms: g.checkpoint_interval_ms,
     }
 }
 
@@ -97,6 +98,9 @@ fn s(op: usize) -> syn::Ident {
 }
 fn k(op: usize) -> syn::Ident {
     format_ident!("__k{}", op)
+}
+fn ck(op: usize) -> syn::Ident {
+    format_ident!("__ck{}", op)
 }
 fn kw(op: usize) -> syn::Ident {
     format_ident!("__kw{}", op)
@@ -285,6 +289,8 @@ pub fn generate(g: &Graph, c: &Chains, plan_json: &str) -> TokenStream {
         #vis fn #fn_ident() -> ::weir::__private::Job {
             #[allow(unused_variables, unused_mut, clippy::all, non_snake_case)]
             fn __weir_build<'s>(scope: ::weir::__private::Scope<'s, ::weir::__private::Epoch>, __ctx: &::weir::__private::WorkerCtx) {
+                #[allow(unused_imports)]
+                use ::weir::__private::{CkNo as _, CkYes as _};
                 let #env: &::weir::__private::Env = __ctx.env();
                 #body
             }
@@ -319,7 +325,11 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
             .is_some_and(|w| crate::lower::is_processing_time(&w.assigner))
     });
     let head_id = head.id;
-    let spec = quote!(::weir::__private::VertexSpec { id: #vid, head: #head_id, ordered: #ordered, ticks: #ticks });
+    // Chains with state or a sink take part in checkpoints (sources do in `source_vertex`).
+    let checkpointed = ops.iter().any(|&o| {
+        g.ops[o].kind.is_keyed() || matches!(g.ops[o].kind, OpKind::Sink | OpKind::Source)
+    });
+    let spec = quote!(::weir::__private::VertexSpec { id: #vid, head: #head_id, ordered: #ordered, ticks: #ticks, checkpointed: #checkpointed });
 
     // The witness of the vertex's input type, and the key selector of hash inputs.
     let input_w = format_ident!("__win{}", vid);
@@ -397,6 +407,15 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
         };
         let arg = o.arg.as_ref();
         let name = &o.resolved_name;
+        if o.kind.is_keyed() && o.kind != OpKind::Reduce {
+            let what = match o.kind {
+                OpKind::Window => "window state",
+                OpKind::IntervalJoin => "interval join state",
+                OpKind::UpdatingAggregate | OpKind::UpdatingJoin => "updating aggregate state",
+                _ => "process function state",
+            };
+            opens.extend(quote!(::weir::__private::not_checkpointable(__vctx, #name, #what)?;));
+        }
         match o.kind {
             OpKind::Source => {
                 let src = format_ident!("__src{}", vid);
@@ -407,6 +426,11 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
             OpKind::FlatMap => out.extend(quote_spanned!(span=> let (mut #fv, #wv) = ::weir::__private::flat_map(#inw, #arg);)),
             OpKind::Reduce => {
                 out.extend(quote_spanned!(span=> let (mut #fv, #wv) = ::weir::__private::reduce(#inw, &#key_v, #arg);));
+                let ck = ck(op);
+                let state = quote!((&mut ::weir::__private::Ck(&mut #fv)).ck());
+                opens.extend(quote!(let mut #ck = ::weir::__private::participate(__vctx, #name, #state)?;));
+                epoch_hooks.extend(quote!(::weir::__private::ck_epoch_done(&mut #ck, __e, #state)?;));
+                end_hooks.extend(quote!(::weir::__private::ck_end(&mut #ck, #state)?;));
             }
             OpKind::Watermarks => {
                 let extract = o.arg2.as_ref();
@@ -478,9 +502,11 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
             OpKind::Sink => {
                 let (kv, kwv) = (k(op), kw(op));
                 out.extend(quote_spanned!(span=> let #kv = #arg; let #wv = #inw;));
+                let ck = ck(op);
                 opens.extend(quote_spanned!(span=> let mut #kwv = ::weir::__private::open_sink(#inw, &#kv, __vctx, #name)?;));
-                epoch_hooks.extend(quote!(::weir::__private::sink_epoch(#wv, &mut #kwv, __e)?;));
-                end_hooks.extend(quote!(::weir::__private::sink_close(#wv, &mut #kwv)?;));
+                opens.extend(quote!(let mut #ck = ::weir::__private::participate_sink(#inw, __vctx, #name, &mut #kwv)?;));
+                epoch_hooks.extend(quote!(::weir::__private::sink_epoch_ck(#wv, &mut #ck, &mut #kwv, __e)?;));
+                end_hooks.extend(quote!(::weir::__private::sink_close_ck(#wv, &mut #ck, &mut #kwv)?;));
             }
         }
     }

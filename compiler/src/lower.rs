@@ -123,6 +123,8 @@ pub struct Graph {
     pub default_parallelism: Option<u32>,
     /// Whether to generate `fn main`.
     pub emit_main: bool,
+    /// Checkpoint interval in ms (`checkpoint_interval = "10s"`).
+    pub checkpoint_interval_ms: Option<u64>,
     /// Operators in program (= topological) order.
     pub ops: Vec<Op>,
     /// Edges.
@@ -190,6 +192,7 @@ pub struct JobAttr {
     max_parallelism: Option<(u32, Span)>,
     parallelism: Option<(u32, Span)>,
     main: bool,
+    checkpoint_interval: Option<u64>,
 }
 
 /// Parse `#[weir::job(name = "...", max_parallelism = N, parallelism = N, main = bool)]`.
@@ -199,6 +202,7 @@ pub fn parse_attr(attr: proc_macro2::TokenStream, cx: &Diagnostics) -> JobAttr {
         max_parallelism: None,
         parallelism: None,
         main: true,
+        checkpoint_interval: None,
     };
     let parser = syn::meta::parser(|meta| {
         let key = meta
@@ -228,13 +232,26 @@ pub fn parse_attr(attr: proc_macro2::TokenStream, cx: &Diagnostics) -> JobAttr {
                 out.main = b.value;
             }
             "checkpoint_interval" => {
-                return Err(meta.error("`checkpoint_interval` is not supported yet: checkpoints arrive with the state issue; remove it"));
+                let s: syn::LitStr = meta.value()?.parse()?;
+                match crate::plan::parse_duration_ms(&s.value()) {
+                    Ok(ms) => out.checkpoint_interval = Some(ms),
+                    Err(e) => cx.error(s.span(), format!("checkpoint_interval: {e}")),
+                }
             }
             _ => {
-                let hint = did_you_mean(&key, &["name", "max_parallelism", "parallelism", "main"])
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
-                return Err(meta.error(format!("unknown job setting `{key}`: expected `name`, `max_parallelism`, `parallelism` or `main`{hint}")));
+                let hint = did_you_mean(
+                    &key,
+                    &[
+                        "name",
+                        "max_parallelism",
+                        "parallelism",
+                        "main",
+                        "checkpoint_interval",
+                    ],
+                )
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+                return Err(meta.error(format!("unknown job setting `{key}`: expected `name`, `max_parallelism`, `parallelism`, `checkpoint_interval` or `main`{hint}")));
             }
         }
         Ok(())
@@ -315,6 +332,7 @@ pub fn lower(attr: JobAttr, f: &ItemFn, cx: &Diagnostics) -> Graph {
             max_parallelism,
             default_parallelism,
             emit_main: attr.main,
+            checkpoint_interval_ms: attr.checkpoint_interval,
             ops: Vec::new(),
             edges: Vec::new(),
             keys: Vec::new(),

@@ -31,6 +31,35 @@ pub struct JobPlan {
     pub vertices: Vec<Vertex>,
     /// Names of the job arguments the pipeline reads (`env.arg("name")`).
     pub args: Vec<ArgSpec>,
+    /// Checkpoint interval from the attribute (`checkpoint_interval = "10s"`), in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_interval_ms: Option<u64>,
+}
+
+/// A duration in milliseconds: `500ms`, `10s`, `2m`, or a bare number of milliseconds (the
+/// job attribute's and the command line's syntax).
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "ms"),
+    };
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" | "min" => 60_000,
+        _ => {
+            return Err(format!(
+                "`{s}` is not a duration: write it as 500ms, 10s or 2m"
+            ))
+        }
+    };
+    match num.parse::<u64>() {
+        Ok(n) if n > 0 && n.checked_mul(scale).is_some() => Ok(n * scale),
+        _ => Err(format!(
+            "`{s}` is not a positive duration: write it as 500ms, 10s or 2m"
+        )),
+    }
 }
 
 /// A job argument read with `env.arg` / `env.arg_or`.

@@ -272,3 +272,29 @@ fn operator_details_show_whole_expressions() {
         "Session::minutes(30), process |k, w, rs| vec![(* k, w.start, rs.len())]"
     );
 }
+
+/// `checkpoint_interval = "…"` in the job attribute reaches the plan (the run's default
+/// interval); jobs without it carry none, so their plan (and fingerprint) is unchanged.
+#[test]
+fn checkpoint_interval_attribute_is_in_the_plan() {
+    let body = quote! {
+        fn pipeline(env: &mut Env) {
+            env.source(Generator::bounded(10, |i| i)).sink(DiscardSink::new());
+        }
+    };
+    let with = compile_job(quote!(checkpoint_interval = "1500ms"), body.clone());
+    assert_eq!(
+        with.plan.as_ref().unwrap().checkpoint_interval_ms,
+        Some(1500)
+    );
+    let minutes = compile_job(quote!(checkpoint_interval = "2m"), body.clone());
+    assert_eq!(
+        minutes.plan.as_ref().unwrap().checkpoint_interval_ms,
+        Some(120_000)
+    );
+    let without = compile_job(quote!(), body);
+    let plan = without.plan.as_ref().unwrap();
+    assert_eq!(plan.checkpoint_interval_ms, None);
+    let json = serde_json::to_string(plan).unwrap();
+    assert!(!json.contains("checkpoint"), "{json}");
+}

@@ -8,6 +8,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod changelog;
+pub mod checkpoint;
 pub mod cli;
 pub mod cluster;
 pub mod data;

@@ -948,6 +948,49 @@ pub fn part_files(dir: &Path) -> BTreeMap<usize, PathBuf> {
     out
 }
 
+/// The visible part files of a file sink that took checkpoints, `part-<instance>-<n>.jsonl`
+/// (one per instance and checkpoint), as `((instance, n), path)` in order. Panics on a
+/// visible file of another name.
+pub fn rolled_part_files(dir: &Path) -> BTreeMap<(usize, u64), PathBuf> {
+    let entries = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list output directory {}: {e}", dir.display()));
+    let mut out = BTreeMap::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let id = name
+            .strip_prefix("part-")
+            .and_then(|r| r.strip_suffix(".jsonl"))
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<u64>().ok()?)))
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected file {name} in output directory {}",
+                    dir.display()
+                )
+            });
+        out.insert(id, entry.path());
+    }
+    out
+}
+
+/// Every record of a checkpointing file sink's visible part files (instance by instance,
+/// in the order written); panics if unfinished files are left.
+pub fn read_rolled_records(dir: &Path) -> Vec<Value> {
+    let hidden = hidden_files(dir);
+    assert!(
+        hidden.is_empty(),
+        "unfinished files left in {}: {hidden:?}",
+        dir.display()
+    );
+    rolled_part_files(dir)
+        .into_values()
+        .flat_map(|p| read_json_lines(&p))
+        .collect()
+}
+
 /// The hidden files of a directory (a file sink's unfinished `.part-N.jsonl.inprogress`).
 pub fn hidden_files(dir: &Path) -> Vec<String> {
     let Ok(entries) = fs::read_dir(dir) else {

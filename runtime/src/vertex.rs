@@ -6,6 +6,7 @@
 //! record at a time ([`Event::Rec`]), plus the epoch and end notifications. Everything
 //! timely-specific (capabilities, frontiers, routing, watermarks) lives here, once.
 
+use crate::checkpoint::{Checkpointed, Checkpoints, Participant, StateReader, StateWriter};
 use crate::data::{Data, Epoch, EventTime, Msg, Witness, NO_TIMESTAMP};
 use crate::error::{Result, RuntimeError};
 use crate::key::Key;
@@ -67,6 +68,10 @@ pub struct VertexCtx {
     pub parallelism: usize,
     /// Global worker index.
     pub worker: usize,
+    /// The key groups this instance owns (for keyed state).
+    pub key_groups: std::ops::Range<u32>,
+    /// The worker's checkpoints (off unless the run takes checkpoints).
+    pub checkpoints: Checkpoints,
 }
 
 /// An output of a vertex: records buffered during an activation, shipped at its end.
@@ -537,18 +542,28 @@ pub struct VertexSpec {
     /// Whether the chain has processing-time operators: the vertex then wakes up every
     /// [`TICK`] and holds a capability at its input frontier so it can emit on the clock.
     pub ticks: bool,
+    /// Whether the chain has state, a sink or a source that take part in checkpoints: with
+    /// checkpoints on, it then also processes records in epoch order (a consistent cut).
+    pub checkpointed: bool,
 }
 
 /// How often a vertex with processing-time operators looks at the clock.
 pub const TICK: std::time::Duration = std::time::Duration::from_millis(5);
 
 fn vertex_ctx(ctx: &WorkerCtx, v: usize, instance: usize) -> VertexCtx {
+    let parallelism = ctx.physical.vertices[v].parallelism;
     VertexCtx {
         job: ctx.physical.job.clone(),
         vertex: v,
         instance,
-        parallelism: ctx.physical.vertices[v].parallelism,
+        parallelism,
         worker: ctx.worker,
+        key_groups: weir_compiler::plan::key_group_range(
+            instance,
+            parallelism,
+            ctx.physical.max_parallelism,
+        ),
+        checkpoints: ctx.checkpoints.clone(),
     }
 }
 
@@ -594,33 +609,44 @@ where
             instance: i,
             parallelism: vctx.parallelism,
         };
-        match source
+        let opened = source
             .open(&sctx)
             .map_err(|e| e.in_operator(op_name))
-            .and_then(|r| constructor(&vctx).map(|l| (r, l)))
-        {
-            Ok(pair) => state = Some(pair),
+            .and_then(|mut r| {
+                let part = source_participant(&vctx, op_name, &mut r)?;
+                constructor(&vctx).map(|l| (r, l, part))
+            });
+        match opened {
+            Ok(triple) => state = Some(triple),
             Err(e) => fail(&failure, e, &vname),
         }
     }
     let op_name = op_name.to_string();
+    let base = ctx.epoch_base;
     builder.build_reschedule(move |caps: Vec<Capability<Epoch>>| {
         let mut caps = if state.is_some() { Some(caps) } else { None };
         let mut reported = 0u64;
         let mut current: Epoch = 0;
         move |_frontiers: &[MutableAntichain<Epoch>]| {
-            let (Some(cs), Some((reader, logic))) = (caps.as_mut(), state.as_mut()) else { return false };
+            let (Some(cs), Some((reader, logic, part))) = (caps.as_mut(), state.as_mut()) else { return false };
             if failure.failed() {
                 caps = None;
                 return false;
             }
-            let epoch = (start.elapsed().as_nanos() / epoch_len.as_nanos().max(1)) as Epoch;
+            // After a restore, epochs (and so checkpoint ids) continue after the restored one.
+            let epoch = base + (start.elapsed().as_nanos() / epoch_len.as_nanos().max(1)) as Epoch;
             if current < epoch {
                 current = epoch;
                 for c in cs.iter_mut() {
                     c.downgrade(&epoch);
                 }
-                if let Err(e) = logic(Event::EpochDone(epoch - 1), &mut ports) {
+                // Every record of epochs before `epoch` was emitted and none of later ones:
+                // the chain and the source's position are at a consistent cut.
+                let r = logic(Event::EpochDone(epoch - 1), &mut ports).and_then(|()| match part {
+                    Some(p) => p.epoch_done(epoch - 1, &mut SourceState(reader)),
+                    None => Ok(()),
+                });
+                if let Err(e) = r {
                     fail(&failure, e, &op_name);
                 }
             }
@@ -662,7 +688,12 @@ where
                     // End of input: the final watermark fires every remaining window downstream
                     // (Flink's end-of-input Long.MAX_VALUE).
                     ports.broadcast(&Msg::Watermark { from: source_instance as u32, wm: EventTime::MAX });
-                    let r = logic(Event::EpochDone(current), &mut ports).and_then(|_| logic(Event::End, &mut ports));
+                    let r = logic(Event::EpochDone(current), &mut ports)
+                        .and_then(|_| logic(Event::End, &mut ports))
+                        .and_then(|()| match part {
+                            Some(p) => p.end(&mut SourceState(reader)),
+                            None => Ok(()),
+                        });
                     ports.flush(cs);
                     if let Err(e) = r {
                         fail(&failure, e, &op_name);
@@ -675,6 +706,23 @@ where
         }
     });
     streams
+}
+
+/// Tell the chain that every epoch up to `d` is complete, once per epoch boundary.
+fn epoch_done<I, P, L: FnMut(Event<I>, &mut P) -> Result<()>>(
+    d: Epoch,
+    last_done: &mut Option<Epoch>,
+    logic: &mut L,
+    ports: &mut P,
+    result: &mut Result<()>,
+) {
+    if d == Epoch::MAX || last_done.is_some_and(|l| d <= l) {
+        return;
+    }
+    *last_done = Some(d);
+    if result.is_ok() {
+        *result = logic(Event::EpochDone(d), ports);
+    }
 }
 
 /// A vertex fed by other vertices. `key` is the `key_by` function when the inputs are hash
@@ -749,6 +797,7 @@ where
         }
     }
 
+    let ordered = spec.ordered || (spec.checkpointed && ctx.checkpoints.enabled());
     builder.build(move |_caps: Vec<Capability<Epoch>>| {
         let mut tracker = WatermarkTracker::new(expected_wm_inputs);
         // Ordered vertices stash records of epochs their input frontier has not reached.
@@ -777,11 +826,22 @@ where
                 .filter_map(|f| f.frontier().iter().min().copied())
                 .min();
             let mut result: Result<()> = Ok(());
+            // Which epochs are complete: everything below the input frontier.
+            let done = match frontier_min {
+                Some(f) if f > 0 => Some(f - 1),
+                Some(_) => None,
+                None => Some(Epoch::MAX),
+            };
             // Stashed records go first: newer input of the same epoch arrived after them.
-            // Release stashed epochs the frontier has passed, in order.
+            // Release stashed epochs the frontier has passed, in order, telling the chain at
+            // every epoch boundary before it sees a record of a later epoch (so that state
+            // and sinks can take a consistent cut there).
             while let Some((&t, _)) = stash.first_key_value() {
                 if frontier_min.is_some_and(|f| f < t) {
                     break;
+                }
+                if t > 0 {
+                    epoch_done(t - 1, &mut last_done, logic, &mut ports, &mut result);
                 }
                 let Some((_, (caps, msgs))) = stash.pop_first() else {
                     break;
@@ -808,13 +868,18 @@ where
                 }
                 ports.flush(&caps);
             }
+            if ordered {
+                if let Some(d) = done {
+                    epoch_done(d, &mut last_done, logic, &mut ports, &mut result);
+                }
+            }
             for (port, h) in handles.iter_mut().enumerate() {
                 h.for_each(|cap, data| {
                     let t = *cap.stamp().iter().next().unwrap_or(&0);
                     if spec.ticks && held.is_none() {
                         held = Some((0..ports.count()).map(|o| cap.delayed(&t, o)).collect());
                     }
-                    if spec.ordered && frontier_min.is_some_and(|f| f < t) {
+                    if ordered && frontier_min.is_some_and(|f| f < t) {
                         let entry = stash.entry(t).or_insert_with(|| {
                             (
                                 (0..ports.count()).map(|o| cap.delayed(&t, o)).collect(),
@@ -848,19 +913,9 @@ where
                     ports.flush(std::slice::from_ref(&cap));
                 });
             }
-            // Tell the chain which epochs are complete (sinks flush or commit on it).
-            let done = match frontier_min {
-                Some(f) if f > 0 => Some(f - 1),
-                Some(_) => None,
-                None => Some(Epoch::MAX),
-            };
+            // Unordered chains hear of complete epochs after their input (sinks flush on it).
             if let Some(d) = done {
-                if last_done.is_none_or(|l| d > l) && d != Epoch::MAX {
-                    last_done = Some(d);
-                    if result.is_ok() {
-                        result = logic(Event::EpochDone(d), &mut ports);
-                    }
-                }
+                epoch_done(d, &mut last_done, logic, &mut ports, &mut result);
             }
             if spec.ticks && !ended {
                 if result.is_ok() {
@@ -956,6 +1011,8 @@ pub struct Reduce<T, K, KF, F> {
     key: KF,
     f: F,
     state: crate::key::StateMap<K, T>,
+    /// Keys changed since the last checkpoint (tracked only with checkpoints on).
+    dirty: Option<std::collections::HashSet<K, foldhash::fast::FixedState>>,
 }
 
 /// `reduce` on a keyed stream.
@@ -970,6 +1027,7 @@ where
             key: key.clone(),
             f,
             state: Default::default(),
+            dirty: None,
         },
         w,
     )
@@ -980,6 +1038,9 @@ impl<T: Clone, K: Key, KF: Fn(&T) -> K, F: FnMut(T, T) -> T> Reduce<T, K, KF, F>
     #[inline]
     pub fn apply(&mut self, record: T) -> T {
         let k = (self.key)(&record);
+        if let Some(d) = &mut self.dirty {
+            d.insert(k.clone());
+        }
         match self.state.entry(k) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 let acc = e.get().clone();
@@ -996,6 +1057,37 @@ impl<T: Clone, K: Key, KF: Fn(&T) -> K, F: FnMut(T, T) -> T> Reduce<T, K, KF, F>
     /// Number of keys held.
     pub fn keys(&self) -> usize {
         self.state.len()
+    }
+}
+
+impl<T: Data, K: Key, KF, F> Checkpointed for Reduce<T, K, KF, F> {
+    fn snapshot(&mut self, _checkpoint: u64, out: &mut StateWriter<'_>) -> Result<()> {
+        match &mut self.dirty {
+            // The first checkpoint of a fresh run writes every key.
+            None => {
+                for (k, v) in &self.state {
+                    out.put_keyed(k, v)?;
+                }
+                self.dirty = Some(Default::default());
+            }
+            Some(dirty) => {
+                for k in dirty.drain() {
+                    match self.state.get(&k) {
+                        Some(v) => out.put_keyed(&k, v)?,
+                        None => out.delete_keyed(&k),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    fn restore(&mut self, _checkpoint: u64, from: &StateReader<'_>) -> Result<()> {
+        let state = &mut self.state;
+        from.for_each_keyed(|k: K, v: T| {
+            state.insert(k, v);
+        })?;
+        self.dirty = Some(Default::default());
+        Ok(())
     }
 }
 
@@ -1115,18 +1207,201 @@ pub fn chain<I, P, L: FnMut(Event<I>, &mut P) -> Result<()>>(
     logic
 }
 
-/// Tell a chained sink that an epoch is complete.
+// ---------------------------------------------------------------------------------------
+// Checkpoints: what generated code calls for each stateful operator and sink of a chain.
+
+/// A source reader as a checkpoint participant: its position is its state.
+struct SourceState<'a, R>(&'a mut R);
+
+impl<R: SourceReader> Checkpointed for SourceState<'_, R> {
+    fn snapshot(&mut self, _checkpoint: u64, out: &mut StateWriter<'_>) -> Result<()> {
+        match self.0.position() {
+            Some(p) => {
+                out.put_meta(&p);
+                Ok(())
+            }
+            None => Err(RuntimeError::user(
+                "this source cannot record its position in a checkpoint; run without --checkpoint-interval",
+            )),
+        }
+    }
+    fn restore(&mut self, checkpoint: u64, from: &StateReader<'_>) -> Result<()> {
+        match from.meta()? {
+            Some(p) => self.0.seek(p),
+            None => Err(RuntimeError::user(format!(
+                "checkpoint {checkpoint} holds no position for this source instance; the job's sources changed since it was taken — start without it (run --restore none)"
+            ))),
+        }
+    }
+}
+
+fn source_participant<R: SourceReader>(
+    vctx: &VertexCtx,
+    name: &str,
+    reader: &mut R,
+) -> Result<Option<Participant>> {
+    if !vctx.checkpoints.enabled() {
+        return Ok(None);
+    }
+    if reader.position().is_none() {
+        return Err(RuntimeError::user(format!(
+            "source `{name}` cannot record its position in a checkpoint, so the job cannot take checkpoints; run without --checkpoint-interval"
+        )));
+    }
+    let p = vctx.checkpoints.participant(name, vctx.instance, 0..0)?;
+    if let Some(p) = &p {
+        p.restore(&mut SourceState(reader))?;
+    }
+    Ok(p)
+}
+
+/// How generated code reaches an operator's [`Checkpointed`] impl without adding compile
+/// errors of its own: `(&mut Ck(&mut op)).ck()` is `Some` when the operator's types satisfy
+/// the impl and `None` otherwise — which happens only when the user's code already has a
+/// type error (a key that is not a `Key`), reported at the user's line.
+pub struct Ck<'a, S>(pub &'a mut S);
+
+/// See [`Ck`]: chosen when the operator is checkpointable.
+pub trait CkYes {
+    /// The operator as a checkpoint participant.
+    fn ck(&mut self) -> Option<&mut dyn Checkpointed>;
+}
+
+impl<S: Checkpointed> CkYes for Ck<'_, S> {
+    #[inline]
+    fn ck(&mut self) -> Option<&mut dyn Checkpointed> {
+        Some(&mut *self.0)
+    }
+}
+
+/// See [`Ck`]: the fallback.
+pub trait CkNo {
+    /// Nothing to checkpoint.
+    fn ck(&mut self) -> Option<&mut dyn Checkpointed> {
+        None
+    }
+}
+
+impl<S> CkNo for &mut Ck<'_, S> {}
+
+/// Register a chained stateful operator for checkpoints and restore its state.
+pub fn participate(
+    vctx: &VertexCtx,
+    name: &str,
+    state: Option<&mut dyn Checkpointed>,
+) -> Result<Option<Participant>> {
+    let Some(state) = state else { return Ok(None) };
+    let p = vctx
+        .checkpoints
+        .participant(name, vctx.instance, vctx.key_groups.clone())?;
+    if let Some(p) = &p {
+        p.restore(state)?;
+    }
+    Ok(p)
+}
+
+/// An operator whose state cannot be checkpointed yet: refuse to run with checkpoints.
+pub fn not_checkpointable(vctx: &VertexCtx, name: &str, what: &str) -> Result<()> {
+    if vctx.checkpoints.enabled() {
+        return Err(RuntimeError::user(format!(
+            "operator `{name}`: {what} cannot be checkpointed yet, so this job cannot take checkpoints; run without --checkpoint-interval"
+        )));
+    }
+    Ok(())
+}
+
+/// Every record of epochs up to `epoch` was applied: contribute to due checkpoints.
 #[inline]
-pub fn sink_epoch<T, W: crate::sinks::SinkWriter<T>>(
+pub fn ck_epoch_done(
+    p: &mut Option<Participant>,
+    epoch: Epoch,
+    state: Option<&mut dyn Checkpointed>,
+) -> Result<()> {
+    match (p, state) {
+        (Some(p), Some(state)) => p.epoch_done(epoch, state),
+        _ => Ok(()),
+    }
+}
+
+/// The chain's input ended: contribute the final state.
+pub fn ck_end(p: &mut Option<Participant>, state: Option<&mut dyn Checkpointed>) -> Result<()> {
+    match (p, state) {
+        (Some(p), Some(state)) => p.end(state),
+        _ => Ok(()),
+    }
+}
+
+/// A sink writer as a checkpoint participant (two-phase sinks only).
+struct SinkState<'a, T, W>(&'a mut W, std::marker::PhantomData<fn(T)>);
+
+impl<T, W: crate::sinks::SinkWriter<T>> Checkpointed for SinkState<'_, T, W> {
+    fn snapshot(&mut self, checkpoint: u64, out: &mut StateWriter<'_>) -> Result<()> {
+        let pending = self.0.pre_commit(checkpoint)?;
+        out.put_meta(&pending);
+        Ok(())
+    }
+    fn restore(&mut self, checkpoint: u64, from: &StateReader<'_>) -> Result<()> {
+        match from.meta()? {
+            Some(pending) => self.0.recover(checkpoint, Some(pending)),
+            None => Err(RuntimeError::user(format!(
+                "checkpoint {checkpoint} holds nothing for this sink instance; the job changed since it was taken — start without it (run --restore none)"
+            ))),
+        }
+    }
+}
+
+/// Register a chained sink for checkpoints: two-phase sinks commit their output only when
+/// the checkpoint covering it is complete. Others (at-least-once, best effort) take no part.
+pub fn participate_sink<T, W: crate::sinks::SinkWriter<T>>(
     _: Witness<T>,
+    vctx: &VertexCtx,
+    name: &str,
+    writer: &mut W,
+) -> Result<Option<Participant>> {
+    if !vctx.checkpoints.enabled() {
+        return Ok(None);
+    }
+    let Some(committer) = writer.two_phase() else {
+        return Ok(None);
+    };
+    vctx.checkpoints.on_complete(committer);
+    let p = vctx.checkpoints.participant(name, vctx.instance, 0..0)?;
+    if let Some(p) = &p {
+        if vctx.checkpoints.restored().is_some() {
+            p.restore(&mut SinkState(writer, std::marker::PhantomData))?;
+        } else {
+            // A fresh start: the sink replaces what a previous run left.
+            writer.recover(0, None)?;
+        }
+    }
+    Ok(p)
+}
+
+/// Tell a chained sink that an epoch is complete, and pre-commit it at checkpoints.
+#[inline]
+pub fn sink_epoch_ck<T, W: crate::sinks::SinkWriter<T>>(
+    _: Witness<T>,
+    p: &mut Option<Participant>,
     writer: &mut W,
     epoch: Epoch,
 ) -> Result<()> {
-    writer.epoch_complete(epoch)
+    writer.epoch_complete(epoch)?;
+    match p {
+        Some(p) => p.epoch_done(epoch, &mut SinkState(writer, std::marker::PhantomData)),
+        None => Ok(()),
+    }
 }
 
-/// Close a chained sink at the end of its input.
-#[inline]
-pub fn sink_close<T, W: crate::sinks::SinkWriter<T>>(_: Witness<T>, writer: &mut W) -> Result<()> {
-    writer.close()
+/// Close a chained sink at the end of its input; a two-phase sink's last output becomes
+/// visible when the final checkpoint completes.
+pub fn sink_close_ck<T, W: crate::sinks::SinkWriter<T>>(
+    _: Witness<T>,
+    p: &mut Option<Participant>,
+    writer: &mut W,
+) -> Result<()> {
+    writer.close()?;
+    match p {
+        Some(p) => p.end(&mut SinkState(writer, std::marker::PhantomData)),
+        None => Ok(()),
+    }
 }

@@ -1,5 +1,6 @@
 //! Running the job's dataflow on timely workers: one per slot of this process.
 
+use crate::checkpoint::{CheckpointConfig, Checkpoints};
 use crate::error::{Result, RuntimeError};
 use crate::job::{Env, Job};
 use std::any::Any;
@@ -18,6 +19,8 @@ pub struct RunConfig {
     pub env: Env,
     /// Length of an epoch (processing-time tick) — the unit of progress tracking.
     pub epoch: Duration,
+    /// Checkpoints, if the run takes them.
+    pub checkpoints: Option<CheckpointConfig>,
 }
 
 /// What a finished run reports.
@@ -74,6 +77,11 @@ pub struct WorkerCtx {
     pub start: Instant,
     /// Per-process counters.
     pub stats: Arc<Stats>,
+    /// This worker's checkpoints (off unless configured).
+    pub checkpoints: Checkpoints,
+    /// The first epoch of this run: after a restore from checkpoint `c`, `c + 1`, so that
+    /// checkpoint ids keep increasing across restarts.
+    pub epoch_base: u64,
 }
 
 /// Process-wide counters summed over workers.
@@ -110,24 +118,47 @@ pub fn run(
     let env = Arc::new(cfg.env);
     let start = Instant::now();
     let epoch = cfg.epoch;
+    let ck_cfg = cfg.checkpoints.clone();
+    let fingerprint = job.plan.fingerprint();
     let (f2, s2) = (Arc::clone(&failure), Arc::clone(&stats));
     let guards = timely::execute::execute_from(
         builders,
         others,
         timely::WorkerConfig::default(),
         move |worker| {
+            let index = worker.index();
+            let checkpoints = match &ck_cfg {
+                None => Checkpoints::off(),
+                Some(c) => match open_checkpoints(worker, c, epoch, &physical, fingerprint) {
+                    Ok(ck) => ck,
+                    Err(e) => {
+                        tracing::error!(worker = index, error = %e, "cannot open the checkpoint store");
+                        f2.fail(e);
+                        return;
+                    }
+                },
+            };
+            let epoch_base = checkpoints.restored().map_or(0, |c| c + 1);
             let ctx = WorkerCtx {
                 env: Arc::clone(&env),
                 physical: Arc::clone(&physical),
-                worker: worker.index(),
+                worker: index,
                 peers: worker.peers(),
                 failure: Arc::clone(&f2),
                 epoch,
                 start,
                 stats: Arc::clone(&s2),
+                checkpoints,
+                epoch_base,
             };
             let build = job.build;
-            worker.dataflow::<crate::data::Epoch, _, _>(|scope| build(scope, &ctx));
+            worker.dataflow::<crate::data::Epoch, _, _>(|scope| {
+                build(scope, &ctx);
+                if ctx.checkpoints.enabled() {
+                    acknowledge(scope, &ctx);
+                }
+            });
+            ctx.checkpoints.seal();
             while worker.step_or_park(Some(Duration::from_millis(20))) {
                 if ctx.failure.failed() {
                     break;
@@ -153,6 +184,87 @@ pub fn run(
     })
 }
 
+/// Open this worker's checkpoint store and agree with every other worker on the checkpoint
+/// to restore (a one-round exchange in a dataflow of its own).
+fn open_checkpoints(
+    worker: &mut timely::worker::Worker,
+    cfg: &CheckpointConfig,
+    epoch: Duration,
+    physical: &PhysicalPlan,
+    fingerprint: u64,
+) -> Result<Checkpoints> {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use timely::dataflow::operators::vec::{Broadcast, ToStream};
+    use timely::dataflow::operators::{Inspect, Probe};
+    let (ck, offer) = Checkpoints::open(
+        cfg,
+        epoch,
+        worker.index(),
+        &physical.job,
+        fingerprint,
+        physical.max_parallelism,
+    )?;
+    let offers = Rc::new(RefCell::new(Vec::new()));
+    let o2 = Rc::clone(&offers);
+    let probe = worker.dataflow::<u64, _, _>(move |scope| {
+        let (probe, _) = vec![offer]
+            .to_stream(scope)
+            .broadcast()
+            .inspect(move |o: &Vec<u64>| o2.borrow_mut().push(o.clone()))
+            .probe();
+        probe
+    });
+    while !probe.done() {
+        worker.step_or_park(Some(Duration::from_millis(5)));
+    }
+    let agreed = crate::checkpoint::agree(&offers.borrow());
+    ck.restore_to(agreed)?;
+    Ok(ck)
+}
+
+/// The checkpoint acknowledgement: every worker holds a capability at "newest checkpoint
+/// it committed + 1"; timely's frontier of that stream, seen by every worker, is the
+/// global minimum, so a checkpoint below it is complete everywhere.
+fn acknowledge<'s>(scope: timely::dataflow::Scope<'s, crate::data::Epoch>, ctx: &WorkerCtx) {
+    use timely::dataflow::channels::pact::Pipeline;
+    use timely::dataflow::operators::generic::operator::source;
+    use timely::dataflow::operators::generic::Operator;
+    let (ck, ck2) = (ctx.checkpoints.clone(), ctx.checkpoints.clone());
+    let (failure, f2) = (Arc::clone(&ctx.failure), Arc::clone(&ctx.failure));
+    let acks = source::<_, timely::container::CapacityContainerBuilder<Vec<()>>, _, _>(
+        scope,
+        "checkpoint-ack",
+        move |cap, info| {
+            ck.set_ack_activator(scope.activator_for(info.address));
+            let mut cap = Some(cap);
+            move |_output| {
+                if failure.failed() {
+                    cap = None;
+                    return;
+                }
+                let Some(c) = cap.as_mut() else { return };
+                match ck.ack_time() {
+                    Some(t) => {
+                        if *c.time() < t {
+                            c.downgrade(&t);
+                        }
+                    }
+                    None => cap = None,
+                }
+            }
+        },
+    );
+    acks.sink(Pipeline, "checkpoint-complete", move |(input, frontier)| {
+        input.for_each(|_, _| {});
+        let f = frontier.frontier().iter().min().copied();
+        if let Err(e) = ck2.globally_committed_below(f) {
+            tracing::error!(error = %e, "cannot complete a checkpoint");
+            f2.fail(e);
+        }
+    });
+}
+
 /// Run a job inside this process with `workers` threads: for tests, benchmarks and tools.
 /// `args` are the job arguments (`--arg name=value` on the command line).
 pub fn run_local(job: Job, workers: usize, args: &[(&str, &str)]) -> Result<RunSummary> {
@@ -176,6 +288,7 @@ pub fn run_local(job: Job, workers: usize, args: &[(&str, &str)]) -> Result<RunS
             physical,
             env,
             epoch: Duration::from_millis(50),
+            checkpoints: None,
         },
         builders,
         others,
@@ -240,6 +353,7 @@ pub fn run_cluster_local(
                 physical: physical.clone(),
                 env: env.clone(),
                 epoch: Duration::from_millis(50),
+                checkpoints: None,
             };
             std::thread::spawn(move || -> Result<RunSummary> {
                 let sockets = connect_all(&mesh, listener, Duration::from_secs(30))?;

@@ -678,3 +678,24 @@ fn version_and_static_linking() {
         );
     }
 }
+
+/// Window state has no snapshot yet: with checkpoints on, the job refuses to start and
+/// names the window operator, rather than taking checkpoints it could not restore.
+#[test]
+fn checkpoints_are_refused_for_window_state_naming_the_operator() {
+    let dir = TempDir::new("sales-ck");
+    let mut args = io_args(&sample(), &dir.join("out"));
+    args.extend([
+        "--checkpoint-interval".to_string(),
+        "1s".into(),
+        "--checkpoint-dir".into(),
+        dir.join("ck").display().to_string(),
+    ]);
+    let out = job().run_single(8, &args);
+    assert!(!out.success(), "{out}");
+    let last = *out.stderr_lines().last().unwrap();
+    assert!(
+        last.contains("customer-totals") && last.contains("cannot be checkpointed yet"),
+        "{out}"
+    );
+}

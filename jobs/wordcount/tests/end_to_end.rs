@@ -533,3 +533,213 @@ fn sigterm_stops_the_launcher_and_its_processes() {
     }
     assert!(child_pids(pid).is_empty());
 }
+
+// ---------------------------------------------------------------------------------------
+// Checkpoints and recovery
+// ---------------------------------------------------------------------------------------
+
+/// A text long enough that a run outlasts its first checkpoints: `lines` lines of words
+/// from a small vocabulary (deterministic).
+fn long_text(lines: usize) -> String {
+    let vocab = [
+        "alpha", "beta", "gamma", "delta", "Epsilon", "zeta", "eta", "theta", "iota", "kappa",
+        "lambda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau", "upsilon",
+    ];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut text = String::with_capacity(lines * 40);
+    for _ in 0..lines {
+        for w in 0..6 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            if w > 0 {
+                text.push(' ');
+            }
+            text.push_str(vocab[(state % vocab.len() as u64) as usize]);
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// Wait until a checkpointing file sink made a part file visible, which happens only once
+/// a checkpoint is complete on every worker.
+fn wait_for_a_complete_checkpoint(out_dir: &Path, launcher: &mut weir_runtime::testing::Spawned) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let visible = std::fs::read_dir(out_dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().starts_with("part-"))
+            })
+            .unwrap_or(false);
+        if visible {
+            return;
+        }
+        assert!(
+            launcher.is_running(),
+            "the job ended before its first checkpoint completed"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint completed within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kill process `index` of the node's launcher with SIGKILL; returns its pid.
+fn kill_process(launcher_pid: u32, index: usize) -> u32 {
+    let kids = wait_for_children(launcher_pid, 2, Duration::from_secs(20));
+    let victim = kids
+        .iter()
+        .copied()
+        .find(|&k| process_index(k) == Some(index))
+        .unwrap_or_else(|| panic!("no child runs as process {index}"));
+    send_signal(victim, 9);
+    victim
+}
+
+/// Wait until the launcher runs two processes again, none of them `gone`.
+fn wait_for_restart(launcher_pid: u32, gone: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let kids = child_pids(launcher_pid);
+        if kids.len() == 2
+            && !kids.contains(&gone)
+            && kids.iter().all(|&k| process_index(k).is_some())
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the launcher did not restart its processes"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A node of two processes × two workers running wordcount over a long generated text
+/// with a checkpoint every 200 ms into its own directory.
+struct CheckpointedRun {
+    dir: TempDir,
+    text: String,
+    args: Vec<String>,
+}
+
+impl CheckpointedRun {
+    fn new(lines: usize, flags: &[&str]) -> Self {
+        let dir = TempDir::new("wordcount-ck");
+        let input = dir.join("long.txt");
+        let text = long_text(lines);
+        std::fs::write(&input, &text).unwrap();
+        let mut args = io_args(&input, &dir.join("out"));
+        args.extend([
+            "--checkpoint-interval".to_string(),
+            "200ms".into(),
+            "--checkpoint-dir".into(),
+            dir.join("checkpoints").display().to_string(),
+            "--restart-delay".into(),
+            "100ms".into(),
+        ]);
+        args.extend(flags.iter().map(|f| f.to_string()));
+        CheckpointedRun { dir, text, args }
+    }
+
+    fn start(&self) -> weir_runtime::testing::Spawned {
+        let cluster = LocalCluster::new(self.dir.path(), 1, 2);
+        job().spawn_node(&cluster, 0, 2, &self.args)
+    }
+
+    fn out_dir(&self) -> PathBuf {
+        self.dir.join("out")
+    }
+
+    fn stores(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.dir.join("checkpoints/wordcount"))
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Exactly-once across repeated crashes: one node of two processes × two workers takes a
+/// checkpoint every 200 ms; a random process is killed with SIGKILL at a random moment,
+/// five times in one run. Each time the launcher restarts both processes from the last
+/// complete checkpoint and the sources rewind; the visible output is exactly that of a run
+/// without failure — every running count of every word once, none lost, none twice — and
+/// the finished job leaves no checkpoints behind.
+#[test]
+fn random_kills_restart_from_the_last_checkpoint_with_exactly_once_output() {
+    let run = CheckpointedRun::new(300_000, &["--restart-attempts", "10"]);
+    let mut launcher = run.start();
+    wait_for_a_complete_checkpoint(&run.out_dir(), &mut launcher);
+    let mut rng: u64 = 0x5eed_1234_abcd_ef01;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    for kill in 0..5 {
+        std::thread::sleep(Duration::from_millis(100 + next(900)));
+        assert!(
+            launcher.is_running(),
+            "the job finished after {kill} kills; give it a longer input"
+        );
+        let victim = kill_process(launcher.pid(), next(2) as usize);
+        wait_for_restart(launcher.pid(), victim);
+    }
+    let out = launcher.wait(Duration::from_secs(180));
+    out.assert_success();
+    assert_eq!(
+        out.stderr.matches("restoring from checkpoint").count() % 4,
+        0,
+        "every worker restores:\n{out}"
+    );
+    assert!(
+        out.stderr
+            .matches("restarting the processes of node 0")
+            .count()
+            >= 5,
+        "{out}"
+    );
+    let records = weir_runtime::testing::read_rolled_records(&run.out_dir());
+    let got = final_counts(&records);
+    let expected = expected_counts(&run.text);
+    assert!(got == expected, "{}", diff(&expected, &got));
+    assert!(
+        run.stores().is_empty(),
+        "a finished job keeps no checkpoints: {:?}",
+        run.stores()
+    );
+}
+
+/// When the restart attempts run out, the launcher stops with one line naming the failure
+/// and the attempts, and keeps the last complete checkpoint for a later run; running the job
+/// again resumes from it and completes the output exactly once.
+#[test]
+fn exhausted_restarts_stop_the_job_keep_the_checkpoint_and_a_rerun_resumes() {
+    let run = CheckpointedRun::new(150_000, &["--restart-attempts", "1"]);
+    let mut launcher = run.start();
+    wait_for_a_complete_checkpoint(&run.out_dir(), &mut launcher);
+    let first = kill_process(launcher.pid(), 1);
+    wait_for_restart(launcher.pid(), first);
+    kill_process(launcher.pid(), 1);
+    let out = launcher.wait(Duration::from_secs(60));
+    assert_eq!(out.code(), Some(1), "{out}");
+    let last = *out.stderr_lines().last().unwrap();
+    assert!(
+        last.starts_with("error: process 1 (node 0, ")
+            && last.contains("after 1 restart")
+            && last.contains("last complete checkpoint is kept"),
+        "{out}"
+    );
+    assert_eq!(run.stores().len(), 4, "one store per worker slot is kept");
+    // The same command again resumes (`--restore latest` is the default).
+    let out = run.start().wait(Duration::from_secs(120));
+    out.assert_success();
+    assert!(out.stderr.contains("restoring from checkpoint"), "{out}");
+    let got = final_counts(&weir_runtime::testing::read_rolled_records(&run.out_dir()));
+    let expected = expected_counts(&run.text);
+    assert!(got == expected, "{}", diff(&expected, &got));
+}

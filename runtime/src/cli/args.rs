@@ -66,6 +66,52 @@ pub struct RunArgs {
     /// How long a process waits for the others to be reachable, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = parse_secs, help_heading = "Cluster")]
     pub connect_timeout: u64,
+    /// Take a checkpoint this often (e.g. 10s, 500ms; whole epochs): state, source
+    /// positions and sink output are then exactly-once across failures [default: the
+    /// job's `checkpoint_interval`, else none].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms, help_heading = "Checkpoints")]
+    pub checkpoint_interval: Option<u64>,
+    /// Where checkpoints are kept: one store per worker slot under DIR/<job>/.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "weir-checkpoints",
+        help_heading = "Checkpoints"
+    )]
+    pub checkpoint_dir: PathBuf,
+    /// How many complete checkpoints to keep (the newest).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = parse_count, help_heading = "Checkpoints")]
+    pub checkpoints_retained: usize,
+    /// Resume from the newest checkpoint every worker completed (`latest`), or start
+    /// without state and drop the stored checkpoints (`none`).
+    #[arg(long, value_enum, value_name = "FROM", default_value_t = Restore::Latest, help_heading = "Checkpoints")]
+    pub restore: Restore,
+    /// How often the launcher restarts the job's processes after a failure, from the last
+    /// complete checkpoint, before giving up [default: 3 with checkpoints, else 0].
+    #[arg(long, value_name = "N", help_heading = "Checkpoints")]
+    pub restart_attempts: Option<u32>,
+    /// How long the launcher waits before a restart (e.g. 1s, 200ms).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ms, help_heading = "Checkpoints")]
+    pub restart_delay: u64,
+}
+
+/// Where a run starts from.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restore {
+    /// The newest checkpoint that every worker completed, if any.
+    Latest,
+    /// No state: drop the stored checkpoints.
+    None,
+}
+
+impl Restore {
+    /// The flag's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restore::Latest => "latest",
+            Restore::None => "none",
+        }
+    }
 }
 
 /// Flags of the hidden `__process` subcommand: `run`'s, and which process this is.
@@ -145,6 +191,10 @@ fn parse_millis(s: &str) -> Result<u64, String> {
         Ok(n) if (1..=3_600_000).contains(&n) => Ok(n),
         _ => Err("expected milliseconds between 1 and 3600000".into()),
     }
+}
+
+fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    weir_compiler::plan::parse_duration_ms(s)
 }
 
 fn parse_secs(s: &str) -> Result<u64, String> {

@@ -320,6 +320,7 @@ pub(crate) mod tests {
                     has_default: true,
                 },
             ],
+            checkpoint_interval_ms: None,
         }
     }
 

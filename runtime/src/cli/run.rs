@@ -1,7 +1,8 @@
 //! `run`: one process, the launcher of a cluster node, and one process of a cluster.
 
-use super::args::{ExplainArgs, ExplainFormat, ProcessArgs, RunArgs};
+use super::args::{ExplainArgs, ExplainFormat, ProcessArgs, Restore, RunArgs};
 use super::{explain, logging, CliError};
+use crate::checkpoint::CheckpointConfig;
 use crate::cluster::launcher::{self, ChildSpec, Outcome, Supervision};
 use crate::cluster::net::{self, Mesh, Networked};
 use crate::cluster::{count, describe_shape, Hosts, ProcessAddr};
@@ -78,7 +79,20 @@ pub(super) fn run_single(job: Job, a: &RunArgs) -> Result<u8, CliError> {
     let comm = timely::CommunicationConfig::Process(a.workers)
         .try_build()
         .map_err(|e| CliError::failed(format!("cannot start the workers: {e}")))?;
-    execute(job, physical, env, Duration::from_millis(a.epoch_ms), comm)
+    let ck = checkpoint_config(&job, a);
+    let code = execute(
+        job,
+        physical,
+        env,
+        Duration::from_millis(a.epoch_ms),
+        comm,
+        ck.clone(),
+    )?;
+    // A finished job keeps no checkpoints (Flink discards them when a job finishes).
+    if let Some(ck) = ck {
+        crate::checkpoint::remove_stores(&ck.dir, 0..a.workers);
+    }
+    Ok(code)
 }
 
 /// Everything `run --hosts` and `__process` check before doing anything.
@@ -141,7 +155,30 @@ pub fn child_args(a: &RunArgs, process: usize) -> Vec<OsString> {
     v.push(format!("--epoch-ms={}", a.epoch_ms).into());
     v.push(format!("--log-format={}", a.log_format.as_str()).into());
     v.push(format!("--connect-timeout={}", a.connect_timeout).into());
+    if let Some(ms) = a.checkpoint_interval {
+        v.push(format!("--checkpoint-interval={ms}ms").into());
+    }
+    let mut dir = OsString::from("--checkpoint-dir=");
+    dir.push(a.checkpoint_dir.as_os_str());
+    v.push(dir);
+    v.push(format!("--checkpoints-retained={}", a.checkpoints_retained).into());
+    v.push(format!("--restore={}", a.restore.as_str()).into());
+    if let Some(n) = a.restart_attempts {
+        v.push(format!("--restart-attempts={n}").into());
+    }
+    v.push(format!("--restart-delay={}ms", a.restart_delay).into());
     v
+}
+
+/// The checkpoint settings of a run: the flag, else the job's attribute, else none.
+fn checkpoint_config(job: &Job, a: &RunArgs) -> Option<CheckpointConfig> {
+    let ms = a.checkpoint_interval.or(job.plan.checkpoint_interval_ms)?;
+    Some(CheckpointConfig {
+        dir: a.checkpoint_dir.join(&job.plan.name),
+        interval: Duration::from_millis(ms),
+        retained: a.checkpoints_retained,
+        restore: a.restore == Restore::Latest,
+    })
 }
 
 /// `run --hosts`: check everything, start this node's processes, supervise them.
@@ -164,45 +201,106 @@ pub(super) fn run_launcher(job: &Job, a: &RunArgs) -> Result<u8, CliError> {
             "cannot find this program's path to start its processes: {e}"
         ))
     })?;
-    let specs: Vec<ChildSpec> = mine
-        .iter()
-        .map(|pa| {
-            let mut command = Command::new(&exe);
-            command.args(child_args(a, pa.process));
-            ChildSpec {
-                process: pa.process,
-                node: pa.node,
-                addr: pa.addr,
-                command,
-            }
-        })
-        .collect();
+    let specs = || -> Vec<ChildSpec> {
+        mine.iter()
+            .map(|pa| {
+                let mut command = Command::new(&exe);
+                command.args(child_args(a, pa.process));
+                ChildSpec {
+                    process: pa.process,
+                    node: pa.node,
+                    addr: pa.addr,
+                    command,
+                }
+            })
+            .collect()
+    };
+    let ck = checkpoint_config(job, a);
     let p = &s.physical;
     tracing::info!(
         "starting {} of node {} (cluster {}; the plan uses {} of {} slots)",
-        count(specs.len(), "process", "processes"),
+        count(mine.len(), "process", "processes"),
         s.node,
         describe_shape(&p.cluster),
         p.slots_needed,
         p.cluster.slots()
     );
     launcher::install_signal_handlers();
-    let n = specs.len();
-    match launcher::supervise(specs, &Supervision::default(), &launcher::take_signal) {
+    let n = mine.len();
+    let mut attempt = 0u32;
+    // Flink's defaults: no restarts without checkpoints (the job would start over).
+    let attempts = a
+        .restart_attempts
+        .unwrap_or(if ck.is_some() { 3 } else { 0 });
+    loop {
+        let outcome = launcher::supervise(specs(), &Supervision::default(), &launcher::take_signal);
+        match outcome {
+            Ok(Outcome::Failed { .. }) if attempt < attempts => {
+                attempt += 1;
+                let failure = outcome
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                tracing::warn!(
+                    attempt,
+                    attempts,
+                    "{failure}; restarting the processes of node {} in {} ms ({})",
+                    s.node,
+                    a.restart_delay,
+                    match &ck {
+                        Some(_) => "from the last complete checkpoint",
+                        None => "without checkpoints: from the beginning",
+                    }
+                );
+                std::thread::sleep(Duration::from_millis(a.restart_delay));
+                if launcher::take_signal().is_some() {
+                    return Ok(130);
+                }
+                continue;
+            }
+            other => {
+                return launch_outcome(other, n, s.node, attempt, ck.as_ref(), &mine, a.workers)
+            }
+        }
+    }
+}
+
+/// What the launcher reports once it stops restarting.
+fn launch_outcome(
+    outcome: std::io::Result<Outcome>,
+    n: usize,
+    node: usize,
+    attempts: u32,
+    ck: Option<&CheckpointConfig>,
+    mine: &[ProcessAddr],
+    workers: usize,
+) -> Result<u8, CliError> {
+    match outcome {
         Ok(Outcome::Succeeded) => {
             tracing::info!(
-                "all {} of node {} finished",
+                "all {} of node {node} finished",
                 count(n, "process", "processes"),
-                s.node
             );
+            // A finished job keeps no checkpoints (Flink discards them when a job finishes).
+            if let Some(ck) = ck {
+                for pa in mine {
+                    let first = pa.process * workers;
+                    crate::checkpoint::remove_stores(&ck.dir, first..first + workers);
+                }
+            }
             Ok(0)
         }
+        Ok(failed @ Outcome::Failed { .. }) if attempts > 0 => Err(CliError::failed(format!(
+            "{failed}, after {attempts} restart{}; the last complete checkpoint is kept{}",
+            if attempts == 1 { "" } else { "s" },
+            ck.map(|c| format!(" in {}", c.dir.display()))
+                .unwrap_or_default()
+        ))),
         Ok(failed @ Outcome::Failed { .. }) => Err(CliError::failed(failed.to_string())),
         Ok(Outcome::Interrupted { signal }) => {
             tracing::warn!(
-                "{}; stopped the processes of node {}",
+                "{}; stopped the processes of node {node}",
                 Outcome::Interrupted { signal },
-                s.node
             );
             Ok(u8::try_from(128 + signal).unwrap_or(1))
         }
@@ -249,12 +347,14 @@ pub(super) fn run_process(job: Job, p: &ProcessArgs) -> Result<u8, CliError> {
         let sockets = net::connect_all(&mesh, listener, Duration::from_secs(a.connect_timeout))?;
         net::start_networking(sockets, p.process, a.workers)?
     };
+    let ck = checkpoint_config(&job, a);
     execute(
         job,
         s.physical,
         s.env,
         Duration::from_millis(a.epoch_ms),
         comm,
+        ck,
     )
 }
 
@@ -265,6 +365,7 @@ fn execute(
     env: Env,
     epoch: Duration,
     (builders, others): Networked,
+    checkpoints: Option<CheckpointConfig>,
 ) -> Result<u8, CliError> {
     let started = Instant::now();
     tracing::info!(
@@ -279,6 +380,7 @@ fn execute(
         physical,
         env,
         epoch,
+        checkpoints,
     };
     let job = Arc::new(job);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {

@@ -1,11 +1,14 @@
-//! File sink: one JSON-lines or CSV part file per instance, made visible atomically when the input ends.
+//! File sink: JSON-lines or CSV part files per instance, made visible atomically — when the
+//! input ends, or, with checkpoints, when the checkpoint covering them completes.
 
 use super::{Guarantee, Sink, SinkContext, SinkWriter};
 use crate::error::{Result, RuntimeError};
 use serde::Serialize;
+use std::cell::RefCell;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// Size of each instance's write buffer.
 const WRITE_BUFFER: usize = 256 * 1024;
@@ -39,6 +42,14 @@ impl Format {
 /// input ends, flushes it to disk and renames it to the final name, so a partially written
 /// file is never visible under the final name (the sources skip hidden files). A previous
 /// run's part file of the same name is replaced.
+///
+/// With checkpoints (`run --checkpoint-interval`) the sink is **exactly-once** (two-phase,
+/// like Flink's `FileSink`): each instance rolls to a new part file at every checkpoint,
+/// `part-<instance>-<n>.<ext>`, written hidden as `.part-<instance>-<n>.<ext>.inprogress`,
+/// and renames it to its final name only when the checkpoint that covers it is complete on
+/// every worker. After a failure the job resumes from the last complete checkpoint: files
+/// that checkpoint covers are committed again if the rename had not happened, and files
+/// written after it are deleted, so every record is in exactly one visible file.
 ///
 /// ```text
 /// stream.sink(FileSink::json_lines(env.arg("output")))
@@ -95,38 +106,22 @@ impl<T: Serialize + 'static> Sink<T> for FileSink {
     }
 
     fn guarantee(&self) -> Guarantee {
-        // Exactly-once needs the rename tied to checkpoints (two-phase commit): not yet.
-        Guarantee::AtLeastOnce
+        // With checkpoints the rename is tied to them (two-phase commit).
+        Guarantee::ExactlyOnce
     }
 
     fn open(&self, ctx: &SinkContext) -> Result<Self::Writer> {
         let tmp = self.in_progress_path(ctx.instance);
-        let file = fs::create_dir_all(&self.dir)
-            .and_then(|_| File::create(&tmp))
-            .map_err(|e| {
-                RuntimeError::external(format!(
-                    "file sink `{}`: cannot create {}: {e}; check that the directory is writable",
-                    ctx.operator,
-                    tmp.display()
-                ))
-            })?;
-        let output = match self.format {
-            Format::JsonLines => Output::Json {
-                file: BufWriter::with_capacity(WRITE_BUFFER, file),
-                line: Vec::with_capacity(256),
-            },
-            Format::Csv => Output::Csv(Box::new(
-                csv::WriterBuilder::new()
-                    .buffer_capacity(WRITE_BUFFER)
-                    .from_writer(file),
-            )),
-        };
+        let output = self.create(&ctx.operator, &tmp)?;
         Ok(FileSinkWriter {
             operator: ctx.operator.clone(),
             tmp,
             dest: self.part_path(ctx.instance),
             output: Some(output),
             records: 0,
+            sink: self.clone(),
+            instance: ctx.instance,
+            rolling: None,
         })
     }
 }
@@ -152,9 +147,95 @@ pub struct FileSinkWriter {
     operator: String,
     tmp: PathBuf,
     dest: PathBuf,
-    /// `None` once closed.
+    /// `None` once closed (two-phase: between part files).
     output: Option<Output>,
     records: u64,
+    sink: FileSink,
+    instance: usize,
+    /// Two-phase mode (checkpoints on).
+    rolling: Option<Rolling>,
+}
+
+/// Part files of one instance in two-phase mode.
+struct Rolling {
+    /// Number of the next part file to open.
+    next: u64,
+    /// Closed part files not yet covered by a checkpoint.
+    closed: Vec<u64>,
+    /// Part files covered by a checkpoint, waiting for it to complete: (checkpoint, part).
+    pending: Rc<RefCell<Vec<(u64, u64)>>>,
+}
+
+/// What a checkpoint stores for one instance: part files to commit, and the next number.
+#[derive(Serialize, serde::Deserialize)]
+struct CheckpointedParts {
+    next: u64,
+    pending: Vec<u64>,
+}
+
+impl FileSink {
+    /// Part file `n` of instance `instance` in two-phase mode: (in progress, final).
+    fn rolled_paths(&self, instance: usize, n: u64) -> (PathBuf, PathBuf) {
+        let ext = self.format.extension();
+        (
+            self.dir
+                .join(format!(".part-{instance}-{n}.{ext}.inprogress")),
+            self.dir.join(format!("part-{instance}-{n}.{ext}")),
+        )
+    }
+
+    /// Make part file `n` visible: rename it unless that already happened.
+    fn commit_part(&self, operator: &str, instance: usize, n: u64) -> Result<()> {
+        let (tmp, dest) = self.rolled_paths(instance, n);
+        if !tmp.exists() && dest.exists() {
+            return Ok(());
+        }
+        fs::rename(&tmp, &dest).map_err(|e| {
+            RuntimeError::external(format!(
+                "file sink `{operator}`: cannot rename {} to {}: {e}; check the directory's permissions",
+                tmp.display(),
+                dest.display()
+            ))
+        })?;
+        sync_dir(operator, &dest);
+        Ok(())
+    }
+
+    fn create(&self, operator: &str, tmp: &Path) -> Result<Output> {
+        let file = fs::create_dir_all(&self.dir)
+            .and_then(|_| File::create(tmp))
+            .map_err(|e| {
+                RuntimeError::external(format!(
+                    "file sink `{operator}`: cannot create {}: {e}; check that the directory is writable",
+                    tmp.display()
+                ))
+            })?;
+        Ok(match self.format {
+            Format::JsonLines => Output::Json {
+                file: BufWriter::with_capacity(WRITE_BUFFER, file),
+                line: Vec::with_capacity(256),
+            },
+            Format::Csv => Output::Csv(Box::new(
+                csv::WriterBuilder::new()
+                    .buffer_capacity(WRITE_BUFFER)
+                    .from_writer(file),
+            )),
+        })
+    }
+}
+
+/// Make a rename durable; some file systems cannot sync a directory.
+fn sync_dir(operator: &str, file: &Path) {
+    if let Some(dir) = file.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+            tracing::debug!(operator = %operator, dir = %dir.display(), error = %e, "file sink: cannot sync the directory");
+        }
+    }
 }
 
 impl FileSinkWriter {
@@ -167,13 +248,18 @@ impl FileSinkWriter {
         io_error(&self.operator, &self.tmp, e)
     }
 
-    fn commit(&mut self, output: Output) -> Result<()> {
+    /// Flush the open file to disk and close it.
+    fn finish_file(&mut self, output: Output) -> Result<()> {
         let file = match output {
             Output::Json { file, .. } => file.into_inner().map_err(|e| self.io_error(e.error()))?,
             Output::Csv(w) => (*w).into_inner().map_err(|e| self.io_error(e.error()))?,
         };
         file.sync_all().map_err(|e| self.io_error(&e))?;
-        drop(file);
+        Ok(())
+    }
+
+    fn commit(&mut self, output: Output) -> Result<()> {
+        self.finish_file(output)?;
         fs::rename(&self.tmp, &self.dest).map_err(|e| {
             RuntimeError::external(format!(
                 "file sink `{}`: cannot rename {} to {}: {e}; check the directory's permissions",
@@ -182,17 +268,7 @@ impl FileSinkWriter {
                 self.dest.display()
             ))
         })?;
-        // Make the rename itself durable; some file systems cannot sync a directory.
-        if let Some(dir) = self.dest.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
-                tracing::debug!(operator = %self.operator, dir = %dir.display(), error = %e, "file sink: cannot sync the directory");
-            }
-        }
+        sync_dir(&self.operator, &self.dest);
         tracing::debug!(operator = %self.operator, file = %self.dest.display(), records = self.records, "file sink closed");
         Ok(())
     }
@@ -200,6 +276,16 @@ impl FileSinkWriter {
 
 impl<T: Serialize> SinkWriter<T> for FileSinkWriter {
     fn write(&mut self, record: T) -> Result<()> {
+        if self.output.is_none() {
+            if let Some(r) = &mut self.rolling {
+                // Two-phase: open the next part file on the first record after a roll.
+                let (tmp, dest) = self.sink.rolled_paths(self.instance, r.next);
+                r.next += 1;
+                self.output = Some(self.sink.create(&self.operator, &tmp)?);
+                self.tmp = tmp;
+                self.dest = dest;
+            }
+        }
         let FileSinkWriter {
             operator,
             tmp,
@@ -234,10 +320,104 @@ impl<T: Serialize> SinkWriter<T> for FileSinkWriter {
     }
 
     fn close(&mut self) -> Result<()> {
+        if self.rolling.is_some() {
+            // The final checkpoint's pre-commit closes the last file; its commit shows it.
+            return Ok(());
+        }
         match self.output.take() {
             Some(output) => self.commit(output),
             None => Ok(()),
         }
+    }
+
+    fn two_phase(&mut self) -> Option<crate::checkpoint::Committer> {
+        // The eagerly opened single file is not used in two-phase mode.
+        if let Some(output) = self.output.take() {
+            drop(output);
+            if let Err(e) = fs::remove_file(&self.tmp) {
+                tracing::debug!(operator = %self.operator, error = %e, "file sink: cannot remove an unused file");
+            }
+        }
+        let pending = Rc::new(RefCell::new(Vec::new()));
+        self.rolling = Some(Rolling {
+            next: 0,
+            closed: Vec::new(),
+            pending: Rc::clone(&pending),
+        });
+        let (sink, operator, instance) = (self.sink.clone(), self.operator.clone(), self.instance);
+        Some(Box::new(move |checkpoint: u64| {
+            let mut pending = pending.borrow_mut();
+            let due: Vec<u64> = pending
+                .iter()
+                .filter(|(c, _)| *c <= checkpoint)
+                .map(|&(_, n)| n)
+                .collect();
+            pending.retain(|(c, _)| *c > checkpoint);
+            for n in due {
+                sink.commit_part(&operator, instance, n)?;
+            }
+            Ok(())
+        }))
+    }
+
+    fn pre_commit(&mut self, checkpoint: u64) -> Result<Vec<u8>> {
+        if let Some(output) = self.output.take() {
+            self.finish_file(output)?;
+            if let Some(r) = &mut self.rolling {
+                r.closed.push(r.next - 1);
+            }
+        }
+        let Some(r) = &mut self.rolling else {
+            return Ok(Vec::new());
+        };
+        let mut pending = r.pending.borrow_mut();
+        pending.extend(r.closed.drain(..).map(|n| (checkpoint, n)));
+        let parts = CheckpointedParts {
+            next: r.next,
+            pending: pending.iter().map(|&(_, n)| n).collect(),
+        };
+        crate::checkpoint::encode("the file sink's pending part files", &parts)
+    }
+
+    fn recover(&mut self, _checkpoint: u64, pending: Option<&[u8]>) -> Result<()> {
+        if self.rolling.is_none() {
+            return Ok(());
+        }
+        let parts: CheckpointedParts = match pending {
+            Some(bytes) => crate::checkpoint::decode("the file sink's part files", bytes)?,
+            // A fresh start: the previous run's part files of this instance are replaced.
+            None => CheckpointedParts {
+                next: 0,
+                pending: Vec::new(),
+            },
+        };
+        // The restored checkpoint is complete: what it covers is committed (again).
+        for &n in &parts.pending {
+            self.sink.commit_part(&self.operator, self.instance, n)?;
+        }
+        // Part files begun after it hold records that will be produced again.
+        let hidden = format!(".part-{}-", self.instance);
+        let visible = format!("part-{}-", self.instance);
+        let fresh = pending.is_none();
+        if let Ok(entries) = fs::read_dir(&self.sink.dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                let rest = match (name.strip_prefix(&hidden), name.strip_prefix(&visible)) {
+                    (Some(r), _) => r,
+                    (None, Some(r)) if fresh => r,
+                    _ => continue,
+                };
+                let n = rest.split('.').next().and_then(|d| d.parse::<u64>().ok());
+                if n.is_some_and(|n| n >= parts.next) {
+                    fs::remove_file(entry.path()).map_err(|e| self.io_error(&e))?;
+                }
+            }
+        }
+        if let Some(r) = &mut self.rolling {
+            r.next = parts.next;
+        }
+        Ok(())
     }
 }
 
@@ -274,6 +454,105 @@ mod tests {
             .collect()
     }
 
+    use crate::testing::read_json_lines;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn two_phase_writer(sink: &FileSink) -> (FileSinkWriter, crate::checkpoint::Committer) {
+        let mut w = <FileSink as Sink<Order>>::open(sink, &ctx(1)).unwrap();
+        let commit = <FileSinkWriter as SinkWriter<Order>>::two_phase(&mut w).unwrap();
+        (w, commit)
+    }
+
+    #[test]
+    fn two_phase_parts_become_visible_when_their_checkpoint_completes() {
+        let root = tempfile::tempdir().unwrap();
+        let sink = FileSink::json_lines(root.path());
+        let (mut w, mut commit) = two_phase_writer(&sink);
+        <FileSinkWriter as SinkWriter<Order>>::recover(&mut w, 0, None).unwrap();
+        for o in orders(10) {
+            w.write(o).unwrap();
+        }
+        let _ = <FileSinkWriter as SinkWriter<Order>>::pre_commit(&mut w, 9).unwrap();
+        assert_eq!(names(root.path()), [".part-1-0.jsonl.inprogress"]);
+        for o in orders(5) {
+            w.write(o).unwrap();
+        }
+        let _ = <FileSinkWriter as SinkWriter<Order>>::pre_commit(&mut w, 19).unwrap();
+        // Checkpoint 9 completes: only its part becomes visible.
+        commit(9).unwrap();
+        assert_eq!(
+            names(root.path()),
+            [".part-1-1.jsonl.inprogress", "part-1-0.jsonl"]
+        );
+        assert_eq!(
+            read_json_lines(&root.path().join("part-1-0.jsonl")).len(),
+            10
+        );
+        commit(19).unwrap();
+        assert_eq!(names(root.path()), ["part-1-0.jsonl", "part-1-1.jsonl"]);
+        // Nothing written since: a checkpoint adds no empty part file.
+        let _ = <FileSinkWriter as SinkWriter<Order>>::pre_commit(&mut w, 29).unwrap();
+        commit(29).unwrap();
+        assert_eq!(names(root.path()), ["part-1-0.jsonl", "part-1-1.jsonl"]);
+    }
+
+    #[test]
+    fn recovery_commits_the_checkpoint_and_drops_later_output() {
+        let root = tempfile::tempdir().unwrap();
+        let sink = FileSink::json_lines(root.path());
+        let (mut w, _commit) = two_phase_writer(&sink);
+        for o in orders(10) {
+            w.write(o).unwrap();
+        }
+        // Checkpoint 9 covers part 0, but the job dies before the rename.
+        let state = <FileSinkWriter as SinkWriter<Order>>::pre_commit(&mut w, 9).unwrap();
+        for o in orders(3) {
+            w.write(o).unwrap();
+        }
+        let _ = <FileSinkWriter as SinkWriter<Order>>::pre_commit(&mut w, 19).unwrap();
+        for o in orders(2) {
+            w.write(o).unwrap();
+        }
+        drop(w);
+        // Restore from checkpoint 9: its part is committed, parts 1 and 2 are dropped, and
+        // writing goes on with part 1.
+        let (mut w, mut commit) = two_phase_writer(&sink);
+        <FileSinkWriter as SinkWriter<Order>>::recover(&mut w, 9, Some(&state)).unwrap();
+        assert_eq!(names(root.path()), ["part-1-0.jsonl"]);
+        // Committing again is harmless.
+        <FileSinkWriter as SinkWriter<Order>>::recover(&mut w, 9, Some(&state)).unwrap();
+        for o in orders(4) {
+            w.write(o).unwrap();
+        }
+        let _ = <FileSinkWriter as SinkWriter<Order>>::pre_commit(&mut w, 29).unwrap();
+        commit(29).unwrap();
+        assert_eq!(names(root.path()), ["part-1-0.jsonl", "part-1-1.jsonl"]);
+        assert_eq!(
+            read_json_lines(&root.path().join("part-1-1.jsonl")).len(),
+            4
+        );
+    }
+
+    #[test]
+    fn a_fresh_two_phase_start_replaces_a_previous_runs_parts() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("part-1-7.jsonl"), "{}\n").unwrap();
+        fs::write(root.path().join("part-0-7.jsonl"), "{}\n").unwrap();
+        let sink = FileSink::json_lines(root.path());
+        let (mut w, _) = two_phase_writer(&sink);
+        <FileSinkWriter as SinkWriter<Order>>::recover(&mut w, 0, None).unwrap();
+        // Only this instance's files are its to replace.
+        assert_eq!(names(root.path()), ["part-0-7.jsonl"]);
+    }
+
     #[test]
     fn json_lines_become_visible_on_close() {
         let root = tempfile::tempdir().unwrap();
@@ -281,7 +560,7 @@ mod tests {
         let sink = FileSink::json_lines(&dir);
         assert_eq!(
             <FileSink as Sink<Order>>::guarantee(&sink),
-            Guarantee::AtLeastOnce
+            Guarantee::ExactlyOnce
         );
         let mut w = <FileSink as Sink<Order>>::open(&sink, &ctx(1)).unwrap();
         for o in orders(1000) {

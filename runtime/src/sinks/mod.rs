@@ -57,6 +57,24 @@ pub trait SinkWriter<T>: 'static {
     fn epoch_complete(&mut self, _epoch: u64) -> Result<()> {
         Ok(())
     }
-    /// The input has ended: flush and make the output visible.
+    /// The input has ended: flush and make the output visible (in two-phase mode: flush
+    /// only; the output becomes visible when the final checkpoint completes).
     fn close(&mut self) -> Result<()>;
+    /// Switch to two-phase commits tied to checkpoints (exactly-once) and return what
+    /// commits a completed checkpoint's output. `None`: the sink cannot (its guarantee then
+    /// stays what [`Sink::guarantee`] says without checkpoints).
+    fn two_phase(&mut self) -> Option<crate::checkpoint::Committer> {
+        None
+    }
+    /// A checkpoint is taken after the records written so far: make them durable but not
+    /// visible, and return what identifies them (stored in the checkpoint).
+    fn pre_commit(&mut self, _checkpoint: u64) -> Result<Vec<u8>> {
+        Ok(Vec::new())
+    }
+    /// Resume from a checkpoint: commit (again, idempotently) what its pre-commit returned,
+    /// and discard output written after it. `None`: a fresh start without a checkpoint
+    /// (discard what a previous run left uncommitted).
+    fn recover(&mut self, _checkpoint: u64, _pending: Option<&[u8]>) -> Result<()> {
+        Ok(())
+    }
 }

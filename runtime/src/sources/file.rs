@@ -751,6 +751,57 @@ impl<T: DeserializeOwned + 'static> SourceReader for FileSourceReader<T> {
     fn progress(&self) -> (u64, Option<u64>) {
         (self.records, None)
     }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        let p = FilePosition {
+            slice: self.current.as_ref().map(|c| (c.slice, c.pos)),
+            next_slice: self.next_slice,
+            records: self.records,
+            bad: self.bad,
+        };
+        crate::checkpoint::encode("the file source's position", &p).ok()
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<()> {
+        let p: FilePosition = crate::checkpoint::decode("the file source's position", position)?;
+        let changed = || {
+            RuntimeError::user(format!(
+                "file source `{}`: the checkpoint's position does not fit the input files; they changed since the checkpoint was taken — restore with the same input, or start without state (run --restore none)",
+                self.operator
+            ))
+        };
+        if p.next_slice > self.slices.len() || p.slice.is_some_and(|(s, _)| s >= self.slices.len())
+        {
+            return Err(changed());
+        }
+        self.current = None;
+        if let Some((slice, pos)) = p.slice {
+            let mut cur = self.open_slice(slice)?;
+            if pos > cur.pos {
+                cur.reader
+                    .seek(SeekFrom::Start(pos))
+                    .map_err(|e| self.read_error(&self.slices[slice].path, pos, &e))?;
+                cur.pos = pos;
+                cur.first_pos = pos;
+                cur.first_line = None;
+            }
+            self.current = Some(cur);
+        }
+        self.next_slice = p.next_slice;
+        self.records = p.records;
+        self.bad = p.bad;
+        Ok(())
+    }
+}
+
+/// Where a file source instance is, as stored in a checkpoint.
+#[derive(Serialize, serde::Deserialize)]
+struct FilePosition {
+    /// The open slice and the offset of its next line.
+    slice: Option<(usize, u64)>,
+    next_slice: usize,
+    records: u64,
+    bad: u64,
 }
 
 #[cfg(test)]

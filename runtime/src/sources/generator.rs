@@ -6,7 +6,7 @@ use crate::error::{Result, RuntimeError};
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A source that computes record `i` as `f(i)` for the indices `0..count` (bounded) or
 /// `0..` (unbounded).
@@ -217,6 +217,31 @@ where
 
     fn progress(&self) -> (u64, Option<u64>) {
         (self.generated, self.total)
+    }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        crate::checkpoint::encode("the generator's position", &(self.next, self.generated)).ok()
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<()> {
+        let (next, generated): (u64, u64) =
+            crate::checkpoint::decode("the generator's position", position)?;
+        if generated > self.limit {
+            return Err(crate::error::RuntimeError::user(format!(
+                "the checkpoint says this generator instance made {generated} records, but it makes only {}; the job changed since the checkpoint was taken — start without it (run --restore none)",
+                self.limit
+            )));
+        }
+        self.next = next;
+        self.generated = generated;
+        if let Some(p) = &mut self.pace {
+            // Pace the rest from now, as if the generated records had been made at the rate.
+            let ahead = Duration::from_secs_f64(generated as f64 / p.per_second);
+            p.start = Instant::now()
+                .checked_sub(ahead)
+                .unwrap_or_else(Instant::now);
+        }
+        Ok(())
     }
 }
 

@@ -65,6 +65,18 @@ pub trait SourceReader: 'static {
     fn progress(&self) -> (u64, Option<u64>) {
         (0, None)
     }
+    /// Where the reader is, for checkpoints: after [`seek`](Self::seek) to these bytes a
+    /// reader produces exactly the records this one produces from now on. `None`: the
+    /// source cannot be checkpointed (a job using it cannot take checkpoints).
+    fn position(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// Continue from a position [`position`](Self::position) returned, before any `poll`.
+    fn seek(&mut self, _position: &[u8]) -> Result<()> {
+        Err(crate::error::RuntimeError::internal(
+            "this source cannot seek to a checkpointed position",
+        ))
+    }
 }
 
 /// What to do with an input record that cannot be decoded.

@@ -145,6 +145,11 @@ impl Writer {
         self.push(operator, key_group, key, None);
     }
 
+    /// The meta entry `name` written so far, if any.
+    pub fn meta_of(&self, name: &str) -> Option<&[u8]> {
+        self.meta.get(name).map(Vec::as_slice)
+    }
+
     /// Record a meta entry of this version (a source's position, a sink's pending output).
     /// Meta entries are not inherited: write every one at every checkpoint.
     pub fn put_meta(&mut self, name: &str, bytes: &[u8]) {

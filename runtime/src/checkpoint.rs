@@ -1,0 +1,825 @@
+//! Periodic checkpoints that are consistent across every worker, process and node, and the
+//! restore that resumes from them.
+//!
+//! The model (ARCHITECTURE.md, "Checkpoints"):
+//!
+//! - Checkpoint ids are epochs. With `every` epochs per checkpoint interval, checkpoint `c`
+//!   is taken after epoch `c` whenever `(c + 1) % every == 0`; it holds exactly the effect
+//!   of the records of epochs `≤ c`. Vertices that take part process records in epoch order
+//!   and hear [`Event::EpochDone`](crate::vertex::Event) at every epoch boundary before any
+//!   record of a later epoch, so a snapshot taken there is a consistent cut; sources record
+//!   their position when they move past the checkpoint's epoch.
+//! - Every stateful operator, source and sink instance is a [`Participant`] of its worker's
+//!   [`Checkpoints`]. Each writes its changes since its previous contribution into that
+//!   checkpoint's [`Writer`]; when every participant of the worker contributed (or ended:
+//!   its final state then stands for every later checkpoint), the worker commits the
+//!   checkpoint to its LMDB store as a pending version.
+//! - Completion is global: a small acknowledgement operator on every worker holds a
+//!   capability at "newest locally committed + 1"; the frontier of its stream, which timely
+//!   computes over all workers, passes `c` exactly when every worker committed `c`. Then
+//!   each worker promotes `c`, drops old versions and lets its sinks commit their external
+//!   effects (two-phase). When every participant ended and everything is committed, the
+//!   capability is dropped and the job can finish.
+//! - On start, workers agree (a one-record-per-worker exchange) on the newest checkpoint
+//!   that every worker with state has stored, roll their stores back to it, and every
+//!   participant restores from it.
+
+use crate::error::{Result, RuntimeError};
+use crate::key::Key;
+use crate::state::{CheckpointStore, ManifestFields, Reader, Writer};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+use timely::scheduling::Activator;
+
+/// Checkpoint settings of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    /// The job's checkpoint directory: one LMDB store per worker slot under it.
+    pub dir: PathBuf,
+    /// The checkpoint interval (rounded to whole epochs).
+    pub interval: Duration,
+    /// Complete checkpoints kept (the newest ones).
+    pub retained: usize,
+    /// Whether to resume from the newest checkpoint that every worker stored.
+    pub restore: bool,
+}
+
+impl CheckpointConfig {
+    /// Epochs per checkpoint for epochs of `epoch`.
+    pub fn every(&self, epoch: Duration) -> u64 {
+        let e = epoch.as_nanos().max(1);
+        (self.interval.as_nanos() / e).max(1) as u64
+    }
+}
+
+/// Whether checkpoint `c` is taken after epoch `c` with `every` epochs per checkpoint.
+pub fn is_checkpoint(c: u64, every: u64) -> bool {
+    (c + 1).is_multiple_of(every)
+}
+
+/// The first checkpoint after `last` (or the first of all).
+pub fn next_checkpoint(last: Option<u64>, every: u64) -> u64 {
+    match last {
+        None => every - 1,
+        Some(l) => ((l + 1) / every + 1) * every - 1,
+    }
+}
+
+/// Serialize checkpointed values (keys, state, positions) compactly.
+pub fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>> {
+    bincode::serialize(value)
+        .map_err(|e| RuntimeError::internal(format!("cannot encode {what} for a checkpoint: {e}")))
+}
+
+/// The inverse of [`encode`].
+pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    bincode::deserialize(bytes).map_err(|e| {
+        RuntimeError::user(format!(
+            "cannot decode {what} from the checkpoint: {e}; the job's types changed since the checkpoint was taken — start without it (run --restore none) or restore with the build that wrote it"
+        ))
+    })
+}
+
+/// What a participant writes into a checkpoint, and where it reads its state back.
+pub struct StateWriter<'a> {
+    writer: &'a mut Writer,
+    operator: &'a str,
+    instance: usize,
+    max_parallelism: u32,
+}
+
+impl StateWriter<'_> {
+    /// Store the state `value` of `key` (in its key group, under its canonical bytes).
+    pub fn put_keyed<K: Key, V: Serialize>(&mut self, key: &K, value: &V) -> Result<()> {
+        let (kg, kb) = self.locate(key);
+        let v = encode("keyed state", &(key, value))?;
+        self.put(kg, &kb, &v);
+        Ok(())
+    }
+    /// Record that `key` no longer has state.
+    pub fn delete_keyed<K: Key>(&mut self, key: &K) {
+        let (kg, kb) = self.locate(key);
+        self.delete(kg, &kb);
+    }
+    fn locate<K: Key>(&self, key: &K) -> (u32, Vec<u8>) {
+        let mut kb = Vec::with_capacity(16);
+        key.write_key_bytes(&mut kb);
+        (
+            weir_compiler::plan::key_group(key.key_hash(), self.max_parallelism),
+            kb,
+        )
+    }
+    /// Store `key` (canonical key bytes) of key group `key_group` with `value`.
+    pub fn put(&mut self, key_group: u32, key: &[u8], value: &[u8]) {
+        self.writer.put(self.operator, key_group, key, value);
+    }
+    /// Record that `key` no longer has state.
+    pub fn delete(&mut self, key_group: u32, key: &[u8]) {
+        self.writer.delete(self.operator, key_group, key);
+    }
+    /// Store this instance's non-keyed state (a source position, a sink's pending output).
+    pub fn put_meta(&mut self, bytes: &[u8]) {
+        let name = meta_name(self.operator, self.instance);
+        self.writer.put_meta(&name, bytes);
+    }
+}
+
+/// The state a participant restores from.
+pub struct StateReader<'a> {
+    reader: &'a Reader<'a>,
+    operator: &'a str,
+    instance: usize,
+    key_groups: Range<u32>,
+}
+
+impl StateReader<'_> {
+    /// Every `(key, value)` stored with [`StateWriter::put_keyed`] in this instance's key
+    /// groups.
+    pub fn for_each_keyed<K: Key, V: DeserializeOwned>(
+        &self,
+        mut f: impl FnMut(K, V),
+    ) -> Result<()> {
+        self.for_each(|_, _, bytes| {
+            let (k, v): (K, V) = decode("keyed state", bytes)?;
+            f(k, v);
+            Ok(())
+        })
+    }
+    /// Every stored `(key group, key, value)` of this operator instance's key groups.
+    pub fn for_each(&self, mut f: impl FnMut(u32, &[u8], &[u8]) -> Result<()>) -> Result<()> {
+        for item in self.reader.scan(self.operator, self.key_groups.clone())? {
+            let (kg, k, v) = item?;
+            f(kg, k, v)?;
+        }
+        Ok(())
+    }
+    /// This instance's non-keyed state, if it stored any.
+    pub fn meta(&self) -> Result<Option<&[u8]>> {
+        self.reader.meta(&meta_name(self.operator, self.instance))
+    }
+}
+
+fn meta_name(operator: &str, instance: usize) -> String {
+    format!("{operator}#{instance}")
+}
+
+/// State that takes part in checkpoints: operators, source readers and sink writers.
+pub trait Checkpointed {
+    /// Write what changed since the previous call (the first call: everything) into the
+    /// checkpoint. Called at a consistent cut: every record of the checkpoint's epochs and
+    /// none of later ones has been applied.
+    fn snapshot(&mut self, checkpoint: u64, out: &mut StateWriter<'_>) -> Result<()>;
+    /// Load the state of a checkpoint, before any record is processed.
+    fn restore(&mut self, checkpoint: u64, from: &StateReader<'_>) -> Result<()>;
+    /// The checkpoint `checkpoint` is complete on every worker: make external effects
+    /// visible (sinks). Called in checkpoint order.
+    fn committed(&mut self, _checkpoint: u64) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Something to call when a checkpoint completes globally (a sink's commit).
+pub type Committer = Box<dyn FnMut(u64) -> Result<()>>;
+
+struct Pending {
+    writer: Writer,
+    contributed: Vec<bool>,
+}
+
+struct Part {
+    name: String,
+    instance: usize,
+    /// Its final non-keyed state once it ended: stands for every later checkpoint.
+    ended: Option<Option<Vec<u8>>>,
+}
+
+struct Shared {
+    store: CheckpointStore,
+    max_parallelism: u32,
+    fields: ManifestFields,
+    every: u64,
+    retained: usize,
+    restored: Option<u64>,
+    parts: Vec<Part>,
+    pending: BTreeMap<u64, Pending>,
+    /// Newest checkpoint committed by this worker.
+    committed: Option<u64>,
+    /// Newest checkpoint complete on every worker (promoted here).
+    completed: Option<u64>,
+    committers: Vec<Committer>,
+    ack: Option<Activator>,
+    sealed: bool,
+}
+
+impl Shared {
+    /// Commit every pending checkpoint, in order, that all participants contributed to.
+    fn commit_ready(&mut self) -> Result<()> {
+        while let Some(mut entry) = self.pending.first_entry() {
+            let c = *entry.key();
+            let p = entry.get_mut();
+            let ready = self
+                .parts
+                .iter()
+                .enumerate()
+                .all(|(i, part)| p.contributed[i] || part.ended.is_some());
+            if !ready {
+                break;
+            }
+            for (i, part) in self.parts.iter().enumerate() {
+                if let (false, Some(Some(meta))) = (p.contributed[i], &part.ended) {
+                    p.writer
+                        .put_meta(&meta_name(&part.name, part.instance), meta);
+                }
+            }
+            let Some((_, p)) = self.pending.pop_first() else {
+                break;
+            };
+            let mut fields = self.fields.clone();
+            fields.epoch = c;
+            let info = self.store.commit(p.writer, &fields)?;
+            tracing::debug!(
+                checkpoint = c,
+                puts = info.puts,
+                deletes = info.deletes,
+                "checkpoint committed by this worker"
+            );
+            self.committed = Some(c);
+            if let Some(a) = &self.ack {
+                a.activate();
+            }
+        }
+        Ok(())
+    }
+
+    fn all_ended(&self) -> bool {
+        self.sealed && self.parts.iter().all(|p| p.ended.is_some()) && self.pending.is_empty()
+    }
+
+    /// Every worker committed everything up to `upto`: promote, retain, commit sinks.
+    fn complete(&mut self, upto: Option<u64>) -> Result<()> {
+        let Some(newest) = self.committed else {
+            return Ok(());
+        };
+        let target = upto.map_or(newest, |u| u.min(newest));
+        if self.completed.is_some_and(|c| c >= target) {
+            return Ok(());
+        }
+        // Versions committed here but not promoted yet, up to the target.
+        let versions = self.store.versions()?;
+        let fresh: Vec<u64> = versions
+            .iter()
+            .filter(|v| !v.complete && v.checkpoint <= target)
+            .map(|v| v.checkpoint)
+            .filter(|&c| self.completed.is_none_or(|d| c > d))
+            .collect();
+        for &c in &fresh {
+            self.store.promote(c)?;
+        }
+        self.store.retain(self.retained)?;
+        self.completed = Some(target);
+        if let Some(&c) = fresh.last() {
+            tracing::info!(checkpoint = c, "checkpoint complete");
+        }
+        for &c in &fresh {
+            for commit in self.committers.iter_mut() {
+                commit(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A worker's checkpoint coordinator: `None` inside when checkpoints are off.
+#[derive(Clone, Default)]
+pub struct Checkpoints(Option<Rc<RefCell<Shared>>>);
+
+impl std::fmt::Debug for Checkpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            None => f.write_str("Checkpoints(off)"),
+            Some(s) => {
+                let s = s.borrow();
+                write!(
+                    f,
+                    "Checkpoints(every {} epochs, restored {:?}, committed {:?})",
+                    s.every, s.restored, s.committed
+                )
+            }
+        }
+    }
+}
+
+/// What one worker offers when the workers agree on the checkpoint to restore.
+pub type Offer = Vec<u64>;
+
+/// The newest checkpoint every worker that has state stored: the restore point. Workers
+/// with an empty store host no state (or lost it; restoring then fails on that worker).
+pub fn agree(offers: &[Offer]) -> Option<u64> {
+    let with_state: Vec<&Offer> = offers.iter().filter(|o| !o.is_empty()).collect();
+    let first = with_state.first()?;
+    first
+        .iter()
+        .rev()
+        .copied()
+        .find(|c| with_state.iter().all(|o| o.contains(c)))
+}
+
+impl Checkpoints {
+    /// Checkpoints off.
+    pub fn off() -> Self {
+        Checkpoints(None)
+    }
+
+    /// Whether checkpoints are taken.
+    pub fn enabled(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Open worker `worker`'s store under `cfg.dir` and list what it can offer for restore.
+    pub fn open(
+        cfg: &CheckpointConfig,
+        epoch: Duration,
+        worker: usize,
+        job: &str,
+        plan_fingerprint: u64,
+        max_parallelism: u32,
+    ) -> Result<(Self, Offer)> {
+        std::fs::create_dir_all(&cfg.dir).map_err(|e| {
+            RuntimeError::user(format!(
+                "cannot create the checkpoint directory {}: {e}; set --checkpoint-dir to a writable directory",
+                cfg.dir.display()
+            ))
+        })?;
+        let mut store = CheckpointStore::open(&cfg.dir, worker)?;
+        let mut offer = Vec::new();
+        if cfg.restore {
+            for v in store.versions()? {
+                let m = store.manifest(v.checkpoint)?;
+                if m.check_compatible(job, plan_fingerprint).is_ok() {
+                    offer.push(v.checkpoint);
+                }
+            }
+        } else {
+            let dropped = store.rollback_to(None)?;
+            if !dropped.is_empty() {
+                tracing::info!(
+                    worker,
+                    checkpoints = dropped.len(),
+                    "starting without state (--restore none): dropped the stored checkpoints"
+                );
+            }
+        }
+        let shared = Shared {
+            store,
+            max_parallelism,
+            fields: ManifestFields {
+                job: job.to_string(),
+                plan_fingerprint,
+                epoch: 0,
+                key_groups: BTreeMap::new(),
+            },
+            every: cfg.every(epoch),
+            retained: cfg.retained.max(1),
+            restored: None,
+            parts: Vec::new(),
+            pending: BTreeMap::new(),
+            committed: None,
+            completed: None,
+            committers: Vec::new(),
+            ack: None,
+            sealed: false,
+        };
+        Ok((Checkpoints(Some(Rc::new(RefCell::new(shared)))), offer))
+    }
+
+    /// Roll the store back to the agreed checkpoint (or to nothing) before participants
+    /// register.
+    pub fn restore_to(&self, agreed: Option<u64>) -> Result<()> {
+        let Some(s) = &self.0 else { return Ok(()) };
+        let mut s = s.borrow_mut();
+        let have = s.store.versions()?;
+        let target = agreed.filter(|c| have.iter().any(|v| v.checkpoint == *c));
+        s.store.rollback_to(target)?;
+        if let Some(c) = target {
+            // Every worker stored it, so it is complete even if this one never heard so.
+            s.store.promote(c)?;
+            s.committed = Some(c);
+            s.completed = Some(c);
+            tracing::info!(checkpoint = c, "restoring from checkpoint");
+        }
+        s.restored = agreed;
+        Ok(())
+    }
+
+    /// The checkpoint this run restored from.
+    pub fn restored(&self) -> Option<u64> {
+        self.0.as_ref().and_then(|s| s.borrow().restored)
+    }
+
+    /// Register a participant: operator `name`'s instance `instance` owning `key_groups`.
+    /// `None` when checkpoints are off.
+    pub fn participant(
+        &self,
+        name: &str,
+        instance: usize,
+        key_groups: Range<u32>,
+    ) -> Result<Option<Participant>> {
+        let Some(shared) = &self.0 else {
+            return Ok(None);
+        };
+        let mut s = shared.borrow_mut();
+        if s.sealed {
+            return Err(RuntimeError::internal(
+                "a checkpoint participant registered after the dataflow was built",
+            ));
+        }
+        let id = s.parts.len();
+        s.parts.push(Part {
+            name: name.to_string(),
+            instance,
+            ended: None,
+        });
+        for p in s.pending.values_mut() {
+            p.contributed.push(false);
+        }
+        s.fields
+            .key_groups
+            .insert(meta_name(name, instance), key_groups.clone());
+        let restored = s.restored;
+        Ok(Some(Participant {
+            shared: Rc::clone(shared),
+            id,
+            name: name.to_string(),
+            instance,
+            key_groups,
+            last: restored,
+            every: s.every,
+        }))
+    }
+
+    /// No more participants: called once the dataflow is built.
+    pub fn seal(&self) {
+        if let Some(s) = &self.0 {
+            s.borrow_mut().sealed = true;
+        }
+    }
+
+    /// Call `commit(c)` whenever checkpoint `c` completes on every worker.
+    pub fn on_complete(&self, commit: Committer) {
+        if let Some(s) = &self.0 {
+            s.borrow_mut().committers.push(commit);
+        }
+    }
+
+    /// The acknowledgement operator's view: the capability time to hold (`None`: drop it).
+    pub fn ack_time(&self) -> Option<u64> {
+        let s = self.0.as_ref()?;
+        let s = s.borrow();
+        if s.all_ended() {
+            return None;
+        }
+        Some(s.committed.map_or(0, |c| c + 1))
+    }
+
+    /// Where the acknowledgement operator is woken when this worker commits.
+    pub fn set_ack_activator(&self, a: Activator) {
+        if let Some(s) = &self.0 {
+            s.borrow_mut().ack = Some(a);
+        }
+    }
+
+    /// The acknowledgement frontier moved: every worker committed every checkpoint below
+    /// `frontier` (`None`: everything).
+    pub fn globally_committed_below(&self, frontier: Option<u64>) -> Result<()> {
+        let Some(s) = &self.0 else { return Ok(()) };
+        let upto = match frontier {
+            Some(0) => return Ok(()),
+            Some(f) => Some(f - 1),
+            None => None,
+        };
+        s.borrow_mut().complete(upto)
+    }
+
+    /// Checkpoints completed on every worker so far (the newest).
+    pub fn completed(&self) -> Option<u64> {
+        self.0.as_ref().and_then(|s| s.borrow().completed)
+    }
+}
+
+/// One stateful operator, source or sink instance taking part in checkpoints.
+pub struct Participant {
+    shared: Rc<RefCell<Shared>>,
+    id: usize,
+    name: String,
+    instance: usize,
+    key_groups: Range<u32>,
+    /// The newest checkpoint it contributed to (or restored from).
+    last: Option<u64>,
+    every: u64,
+}
+
+impl Participant {
+    /// Load `state` from the restored checkpoint, if the run restored one.
+    pub fn restore<S: Checkpointed + ?Sized>(&self, state: &mut S) -> Result<()> {
+        let shared = self.shared.borrow();
+        let Some(c) = shared.restored else {
+            return Ok(());
+        };
+        let reader = shared.store.reader(c).map_err(|e| {
+            RuntimeError::user(format!(
+                "cannot restore `{}` instance {} from checkpoint {c}: {e}",
+                self.name, self.instance
+            ))
+        })?;
+        let from = StateReader {
+            reader: &reader,
+            operator: &self.name,
+            instance: self.instance,
+            key_groups: self.key_groups.clone(),
+        };
+        state
+            .restore(c, &from)
+            .map_err(|e| e.in_operator(self.name.clone()))
+    }
+
+    /// Every record of epochs `≤ done` was applied and none of later epochs: contribute to
+    /// each checkpoint in between (the first gets the changes, the others see none).
+    pub fn epoch_done<S: Checkpointed + ?Sized>(&mut self, done: u64, state: &mut S) -> Result<()> {
+        let mut c = next_checkpoint(self.last, self.every);
+        if c > done {
+            return Ok(());
+        }
+        while c <= done {
+            self.contribute(c, state)?;
+            c += self.every;
+        }
+        self.shared.borrow_mut().commit_ready()
+    }
+
+    /// The input ended: contribute the final changes to the next checkpoint; this state
+    /// stands for every later one.
+    pub fn end<S: Checkpointed + ?Sized>(&mut self, state: &mut S) -> Result<()> {
+        let c = next_checkpoint(self.last, self.every);
+        let meta = self.contribute(c, state)?;
+        let mut s = self.shared.borrow_mut();
+        s.parts[self.id].ended = Some(meta);
+        s.commit_ready()
+    }
+
+    fn contribute<S: Checkpointed + ?Sized>(
+        &mut self,
+        c: u64,
+        state: &mut S,
+    ) -> Result<Option<Vec<u8>>> {
+        let mut s = self.shared.borrow_mut();
+        let s = &mut *s;
+        if s.committed.is_some_and(|k| k >= c) {
+            return Err(RuntimeError::internal(format!(
+                "`{}` contributed to checkpoint {c} after it was committed",
+                self.name
+            )));
+        }
+        let n = s.parts.len();
+        if !s.pending.contains_key(&c) {
+            let writer = s.store.begin(c)?;
+            s.pending.insert(
+                c,
+                Pending {
+                    writer,
+                    contributed: vec![false; n],
+                },
+            );
+        }
+        let Some(p) = s.pending.get_mut(&c) else {
+            return Err(RuntimeError::internal("a pending checkpoint vanished"));
+        };
+        let mut out = StateWriter {
+            writer: &mut p.writer,
+            operator: &self.name,
+            instance: self.instance,
+            max_parallelism: s.max_parallelism,
+        };
+        state
+            .snapshot(c, &mut out)
+            .map_err(|e| e.in_operator(self.name.clone()))?;
+        p.contributed[self.id] = true;
+        self.last = Some(c);
+        let meta = p
+            .writer
+            .meta_of(&meta_name(&self.name, self.instance))
+            .map(<[u8]>::to_vec);
+        Ok(meta)
+    }
+
+    /// The checkpoint interval in epochs.
+    pub fn every(&self) -> u64 {
+        self.every
+    }
+}
+
+/// Remove the checkpoint stores of `workers` under `dir` (a job that finished).
+pub fn remove_stores(dir: &Path, workers: Range<usize>) {
+    for w in workers {
+        let p = dir.join(format!("worker-{w}"));
+        if p.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&p) {
+                tracing::warn!(path = %p.display(), error = %e, "cannot remove a finished job's checkpoint store");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap as Map;
+
+    /// Keyed counts and a position, like an operator plus a source.
+    #[derive(Default)]
+    struct Counts {
+        counts: Map<String, u64>,
+        dirty: Vec<String>,
+        position: u64,
+        restored_from: Option<u64>,
+    }
+
+    impl Counts {
+        fn add(&mut self, k: &str, n: u64) {
+            *self.counts.entry(k.to_string()).or_default() += n;
+            self.dirty.push(k.to_string());
+            self.position += 1;
+        }
+    }
+
+    impl Checkpointed for Counts {
+        fn snapshot(&mut self, _c: u64, out: &mut StateWriter<'_>) -> Result<()> {
+            for k in self.dirty.drain(..) {
+                out.put_keyed(&k, &self.counts[&k])?;
+            }
+            out.put_meta(&encode("position", &self.position)?);
+            Ok(())
+        }
+        fn restore(&mut self, c: u64, from: &StateReader<'_>) -> Result<()> {
+            let counts = &mut self.counts;
+            from.for_each_keyed(|k: String, v: u64| {
+                counts.insert(k, v);
+            })?;
+            self.position = decode("position", from.meta()?.unwrap())?;
+            self.restored_from = Some(c);
+            Ok(())
+        }
+    }
+
+    fn config(dir: &Path, restore: bool) -> CheckpointConfig {
+        CheckpointConfig {
+            dir: dir.to_path_buf(),
+            interval: Duration::from_millis(200),
+            retained: 2,
+            restore,
+        }
+    }
+
+    fn open(dir: &Path, restore: bool) -> (Checkpoints, Offer) {
+        Checkpoints::open(
+            &config(dir, restore),
+            Duration::from_millis(10),
+            0,
+            "job",
+            7,
+            128,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_checkpoint_commits_when_every_participant_contributed_or_ended() {
+        let root = tempfile::tempdir().unwrap();
+        let (ck, offer) = open(root.path(), true);
+        assert!(offer.is_empty());
+        ck.restore_to(None).unwrap();
+        let (mut a, mut b) = (Counts::default(), Counts::default());
+        let mut pa = ck.participant("a", 0, 0..128).unwrap().unwrap();
+        let mut pb = ck.participant("b", 0, 0..128).unwrap().unwrap();
+        ck.seal();
+        assert_eq!(ck.ack_time(), Some(0));
+        a.add("x", 1);
+        // `a` passes checkpoints 19 and 39 at once; `b` has not reached 19: nothing commits.
+        pa.epoch_done(45, &mut a).unwrap();
+        assert_eq!(ck.ack_time(), Some(0));
+        b.add("y", 2);
+        pb.epoch_done(19, &mut b).unwrap();
+        assert_eq!(ck.ack_time(), Some(20), "checkpoint 19 committed");
+        b.add("y", 3);
+        // `b` ends: its last changes go into 39, which now commits too.
+        pb.end(&mut b).unwrap();
+        assert_eq!(ck.ack_time(), Some(40));
+        a.add("x", 10);
+        pa.end(&mut a).unwrap();
+        // Everything ended and committed: the acknowledgement capability can go.
+        assert_eq!(ck.ack_time(), None);
+        let committed = Rc::new(RefCell::new(Vec::new()));
+        let c2 = Rc::clone(&committed);
+        ck.on_complete(Box::new(move |c| {
+            c2.borrow_mut().push(c);
+            Ok(())
+        }));
+        ck.globally_committed_below(Some(40)).unwrap();
+        assert_eq!(*committed.borrow(), [19, 39]);
+        ck.globally_committed_below(None).unwrap();
+        assert_eq!(*committed.borrow(), [19, 39, 59]);
+        drop((pa, pb, ck));
+
+        // A restart restores 59 (the newest every worker has) with everyone's final state.
+        let (ck, offer) = open(root.path(), true);
+        assert_eq!(offer, [39, 59], "two complete checkpoints are retained");
+        ck.restore_to(agree(&[offer])).unwrap();
+        let (mut a2, mut b2) = (Counts::default(), Counts::default());
+        ck.participant("a", 0, 0..128)
+            .unwrap()
+            .unwrap()
+            .restore(&mut a2)
+            .unwrap();
+        ck.participant("b", 0, 0..128)
+            .unwrap()
+            .unwrap()
+            .restore(&mut b2)
+            .unwrap();
+        assert_eq!(a2.restored_from, Some(59));
+        assert_eq!(a2.counts, a.counts);
+        assert_eq!(b2.counts, b.counts);
+        assert_eq!((a2.position, b2.position), (a.position, b.position));
+    }
+
+    #[test]
+    fn restoring_an_older_checkpoint_sees_its_state_and_drops_newer_ones() {
+        let root = tempfile::tempdir().unwrap();
+        let (ck, _) = open(root.path(), true);
+        ck.restore_to(None).unwrap();
+        let mut a = Counts::default();
+        let mut pa = ck.participant("a", 0, 0..128).unwrap().unwrap();
+        ck.seal();
+        a.add("x", 1);
+        pa.epoch_done(19, &mut a).unwrap();
+        a.add("x", 1);
+        a.add("z", 5);
+        pa.epoch_done(39, &mut a).unwrap();
+        drop((pa, ck));
+        // Another worker only ever committed 19: the cluster restores 19.
+        let (ck, offer) = open(root.path(), true);
+        let agreed = agree(&[offer, vec![19]]);
+        assert_eq!(agreed, Some(19));
+        ck.restore_to(agreed).unwrap();
+        let mut a2 = Counts::default();
+        let mut p = ck.participant("a", 0, 0..128).unwrap().unwrap();
+        p.restore(&mut a2).unwrap();
+        assert_eq!(a2.counts, Map::from([("x".to_string(), 1)]));
+        assert_eq!(a2.position, 1);
+        // Later checkpoints continue after the restored one.
+        a2.add("x", 1);
+        ck.seal();
+        p.epoch_done(39, &mut a2).unwrap();
+        assert_eq!(ck.ack_time(), Some(40));
+    }
+
+    #[test]
+    fn restore_none_drops_stored_checkpoints() {
+        let root = tempfile::tempdir().unwrap();
+        let (ck, _) = open(root.path(), true);
+        ck.restore_to(None).unwrap();
+        let mut a = Counts::default();
+        let mut pa = ck.participant("a", 0, 0..128).unwrap().unwrap();
+        ck.seal();
+        a.add("x", 1);
+        pa.epoch_done(19, &mut a).unwrap();
+        drop((pa, ck));
+        let (_, offer) = open(root.path(), false);
+        assert!(offer.is_empty());
+        let (_, offer) = open(root.path(), true);
+        assert!(offer.is_empty(), "the checkpoints were dropped");
+    }
+
+    #[test]
+    fn checkpoints_follow_the_interval() {
+        assert_eq!(next_checkpoint(None, 20), 19);
+        assert_eq!(next_checkpoint(Some(19), 20), 39);
+        assert_eq!(next_checkpoint(Some(25), 20), 39);
+        assert_eq!(next_checkpoint(Some(39), 20), 59);
+        assert_eq!(next_checkpoint(None, 1), 0);
+        assert_eq!(next_checkpoint(Some(0), 1), 1);
+        assert!(is_checkpoint(19, 20) && !is_checkpoint(20, 20));
+    }
+
+    #[test]
+    fn agreement_takes_the_newest_checkpoint_every_stateful_worker_has() {
+        assert_eq!(agree(&[vec![19, 39], vec![19, 39, 59], vec![]]), Some(39));
+        assert_eq!(agree(&[vec![19], vec![39]]), None);
+        assert_eq!(agree(&[vec![], vec![]]), None);
+    }
+}
