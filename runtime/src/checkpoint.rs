@@ -359,10 +359,22 @@ impl Checkpoints {
         let mut store = CheckpointStore::open(&cfg.dir, worker)?;
         let mut offer = Vec::new();
         if cfg.restore {
+            // Offer only versions of this job's plan whose data matches their manifest's
+            // counts and checksums: a damaged newest checkpoint makes the cluster fall back
+            // to the previous one.
             for v in store.versions()? {
-                let m = store.manifest(v.checkpoint)?;
-                if m.check_compatible(job, plan_fingerprint).is_ok() {
-                    offer.push(v.checkpoint);
+                let checked = store
+                    .manifest(v.checkpoint)
+                    .and_then(|m| m.check_compatible(job, plan_fingerprint))
+                    .and_then(|()| store.verify(v.checkpoint));
+                match checked {
+                    Ok(()) => offer.push(v.checkpoint),
+                    Err(e) => tracing::warn!(
+                        worker,
+                        checkpoint = v.checkpoint,
+                        error = %e,
+                        "checkpoint cannot be restored; falling back to an older one"
+                    ),
                 }
             }
         } else {
@@ -786,6 +798,46 @@ mod tests {
         ck.seal();
         p.epoch_done(39, &mut a2).unwrap();
         assert_eq!(ck.ack_time(), Some(40));
+    }
+
+    #[test]
+    fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one() {
+        let root = tempfile::tempdir().unwrap();
+        let (ck, _) = open(root.path(), true);
+        ck.restore_to(None).unwrap();
+        let mut a = Counts::default();
+        let mut pa = ck.participant("a", 0, 0..128).unwrap().unwrap();
+        ck.seal();
+        a.add("x", 1);
+        pa.epoch_done(19, &mut a).unwrap();
+        a.add("written-only-by-checkpoint-39", 5);
+        pa.epoch_done(39, &mut a).unwrap();
+        ck.globally_committed_below(Some(40)).unwrap();
+        drop((pa, ck));
+        // Flip bits of what only checkpoint 39 wrote, on disk.
+        let data = root.path().join("worker-0/data.mdb");
+        let mut bytes = std::fs::read(&data).unwrap();
+        let needle = b"written-only-by-checkpoint-39";
+        let mut hits = 0;
+        for i in 0..bytes.len().saturating_sub(needle.len()) {
+            if &bytes[i..i + needle.len()] == needle {
+                bytes[i + 3] ^= 0x20;
+                hits += 1;
+            }
+        }
+        assert!(hits > 0);
+        std::fs::write(&data, &bytes).unwrap();
+        let (ck, offer) = open(root.path(), true);
+        assert_eq!(offer, [19], "the damaged checkpoint 39 is not offered");
+        ck.restore_to(agree(&[offer])).unwrap();
+        let mut a2 = Counts::default();
+        ck.participant("a", 0, 0..128)
+            .unwrap()
+            .unwrap()
+            .restore(&mut a2)
+            .unwrap();
+        assert_eq!(a2.restored_from, Some(19));
+        assert_eq!(a2.counts, Map::from([("x".to_string(), 1)]));
     }
 
     #[test]

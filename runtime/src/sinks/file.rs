@@ -395,18 +395,20 @@ impl<T: Serialize> SinkWriter<T> for FileSinkWriter {
         for &n in &parts.pending {
             self.sink.commit_part(&self.operator, self.instance, n)?;
         }
-        // Part files begun after it hold records that will be produced again.
+        // Part files begun after it hold records that will be produced again. Visible ones
+        // exist only when a newer checkpoint was damaged and the job fell back to this one
+        // (or on a fresh start, from a previous run).
         let hidden = format!(".part-{}-", self.instance);
         let visible = format!("part-{}-", self.instance);
-        let fresh = pending.is_none();
         if let Ok(entries) = fs::read_dir(&self.sink.dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
-                let rest = match (name.strip_prefix(&hidden), name.strip_prefix(&visible)) {
-                    (Some(r), _) => r,
-                    (None, Some(r)) if fresh => r,
-                    _ => continue,
+                let Some(rest) = name
+                    .strip_prefix(&hidden)
+                    .or_else(|| name.strip_prefix(&visible))
+                else {
+                    continue;
                 };
                 let n = rest.split('.').next().and_then(|d| d.parse::<u64>().ok());
                 if n.is_some_and(|n| n >= parts.next) {
@@ -539,6 +541,29 @@ mod tests {
             read_json_lines(&root.path().join("part-1-1.jsonl")).len(),
             4
         );
+    }
+
+    #[test]
+    fn falling_back_past_a_committed_checkpoint_withdraws_its_parts() {
+        let root = tempfile::tempdir().unwrap();
+        let sink = FileSink::json_lines(root.path());
+        let (mut w, mut commit) = two_phase_writer(&sink);
+        for o in orders(10) {
+            w.write(o).unwrap();
+        }
+        let state = <FileSinkWriter as SinkWriter<Order>>::pre_commit(&mut w, 9).unwrap();
+        for o in orders(3) {
+            w.write(o).unwrap();
+        }
+        let _ = <FileSinkWriter as SinkWriter<Order>>::pre_commit(&mut w, 19).unwrap();
+        commit(19).unwrap();
+        assert_eq!(names(root.path()), ["part-1-0.jsonl", "part-1-1.jsonl"]);
+        drop(w);
+        // Checkpoint 19 turns out damaged: the job resumes from 9 and produces part 1's
+        // records again, so part 1 must go.
+        let (mut w, _) = two_phase_writer(&sink);
+        <FileSinkWriter as SinkWriter<Order>>::recover(&mut w, 9, Some(&state)).unwrap();
+        assert_eq!(names(root.path()), ["part-1-0.jsonl"]);
     }
 
     #[test]
