@@ -24,6 +24,7 @@
 //!   that every worker with state has stored, roll their stores back to it, and every
 //!   participant restores from it.
 
+use crate::data::{tick_of, STEPS_PER_TICK};
 use crate::error::{Result, RuntimeError};
 use crate::key::Key;
 use crate::state::{CheckpointStore, ManifestFields, Reader, Writer};
@@ -58,17 +59,23 @@ impl CheckpointConfig {
     }
 }
 
-/// Whether checkpoint `c` is taken after epoch `c` with `every` epochs per checkpoint.
+/// Whether checkpoint `c` is taken after epoch `c` with `every` ticks per checkpoint: `c` is
+/// the last epoch (step) of a tick `t` with `(t + 1) % every == 0`.
 pub fn is_checkpoint(c: u64, every: u64) -> bool {
-    (c + 1).is_multiple_of(every)
+    c % STEPS_PER_TICK == STEPS_PER_TICK - 1 && (tick_of(c) + 1).is_multiple_of(every)
 }
 
 /// The first checkpoint after `last` (or the first of all).
 pub fn next_checkpoint(last: Option<u64>, every: u64) -> u64 {
-    match last {
-        None => every - 1,
-        Some(l) => ((l + 1) / every + 1) * every - 1,
-    }
+    // The first tick whose last epoch is after `last`, then the first checkpoint tick.
+    let t_min = last.map_or(0, |l| (l + 1) / STEPS_PER_TICK);
+    let t = (t_min + 1).div_ceil(every) * every - 1;
+    t * STEPS_PER_TICK + STEPS_PER_TICK - 1
+}
+
+/// The id of the checkpoint taken at the end of tick `t`.
+pub fn checkpoint_at_tick(t: u64) -> u64 {
+    t * STEPS_PER_TICK + STEPS_PER_TICK - 1
 }
 
 /// Serialize checkpointed values (keys, state, positions) compactly.
@@ -569,7 +576,7 @@ impl Participant {
         }
         while c <= done {
             self.contribute(c, state)?;
-            c += self.every;
+            c = next_checkpoint(Some(c), self.every);
         }
         self.shared.borrow_mut().commit_ready()
     }
@@ -689,6 +696,11 @@ mod tests {
         }
     }
 
+    /// The last epoch of tick `t` (where its checkpoint is taken).
+    fn e(t: u64) -> u64 {
+        checkpoint_at_tick(t)
+    }
+
     fn config(dir: &Path, restore: bool) -> CheckpointConfig {
         CheckpointConfig {
             dir: dir.to_path_buf(),
@@ -723,15 +735,15 @@ mod tests {
         assert_eq!(ck.ack_time(), Some(0));
         a.add("x", 1);
         // `a` passes checkpoints 19 and 39 at once; `b` has not reached 19: nothing commits.
-        pa.epoch_done(45, &mut a).unwrap();
+        pa.epoch_done(e(45), &mut a).unwrap();
         assert_eq!(ck.ack_time(), Some(0));
         b.add("y", 2);
-        pb.epoch_done(19, &mut b).unwrap();
-        assert_eq!(ck.ack_time(), Some(20), "checkpoint 19 committed");
+        pb.epoch_done(e(19), &mut b).unwrap();
+        assert_eq!(ck.ack_time(), Some(e(19) + 1), "checkpoint 19 committed");
         b.add("y", 3);
         // `b` ends: its last changes go into 39, which now commits too.
         pb.end(&mut b).unwrap();
-        assert_eq!(ck.ack_time(), Some(40));
+        assert_eq!(ck.ack_time(), Some(e(39) + 1));
         a.add("x", 10);
         pa.end(&mut a).unwrap();
         // Everything ended and committed: the acknowledgement capability can go.
@@ -742,15 +754,19 @@ mod tests {
             c2.borrow_mut().push(c);
             Ok(())
         }));
-        ck.globally_committed_below(Some(40)).unwrap();
-        assert_eq!(*committed.borrow(), [19, 39]);
+        ck.globally_committed_below(Some(e(39) + 1)).unwrap();
+        assert_eq!(*committed.borrow(), [e(19), e(39)]);
         ck.globally_committed_below(None).unwrap();
-        assert_eq!(*committed.borrow(), [19, 39, 59]);
+        assert_eq!(*committed.borrow(), [e(19), e(39), e(59)]);
         drop((pa, pb, ck));
 
         // A restart restores 59 (the newest every worker has) with everyone's final state.
         let (ck, offer) = open(root.path(), true);
-        assert_eq!(offer, [39, 59], "two complete checkpoints are retained");
+        assert_eq!(
+            offer,
+            [e(39), e(59)],
+            "two complete checkpoints are retained"
+        );
         ck.restore_to(agree(&[offer])).unwrap();
         let (mut a2, mut b2) = (Counts::default(), Counts::default());
         ck.participant("a", 0, 0..128)
@@ -763,7 +779,7 @@ mod tests {
             .unwrap()
             .restore(&mut b2)
             .unwrap();
-        assert_eq!(a2.restored_from, Some(59));
+        assert_eq!(a2.restored_from, Some(e(59)));
         assert_eq!(a2.counts, a.counts);
         assert_eq!(b2.counts, b.counts);
         assert_eq!((a2.position, b2.position), (a.position, b.position));
@@ -778,15 +794,15 @@ mod tests {
         let mut pa = ck.participant("a", 0, 0..128).unwrap().unwrap();
         ck.seal();
         a.add("x", 1);
-        pa.epoch_done(19, &mut a).unwrap();
+        pa.epoch_done(e(19), &mut a).unwrap();
         a.add("x", 1);
         a.add("z", 5);
-        pa.epoch_done(39, &mut a).unwrap();
+        pa.epoch_done(e(39), &mut a).unwrap();
         drop((pa, ck));
         // Another worker only ever committed 19: the cluster restores 19.
         let (ck, offer) = open(root.path(), true);
-        let agreed = agree(&[offer, vec![19]]);
-        assert_eq!(agreed, Some(19));
+        let agreed = agree(&[offer, vec![e(19)]]);
+        assert_eq!(agreed, Some(e(19)));
         ck.restore_to(agreed).unwrap();
         let mut a2 = Counts::default();
         let mut p = ck.participant("a", 0, 0..128).unwrap().unwrap();
@@ -796,8 +812,8 @@ mod tests {
         // Later checkpoints continue after the restored one.
         a2.add("x", 1);
         ck.seal();
-        p.epoch_done(39, &mut a2).unwrap();
-        assert_eq!(ck.ack_time(), Some(40));
+        p.epoch_done(e(39), &mut a2).unwrap();
+        assert_eq!(ck.ack_time(), Some(e(39) + 1));
     }
 
     #[test]
@@ -809,10 +825,10 @@ mod tests {
         let mut pa = ck.participant("a", 0, 0..128).unwrap().unwrap();
         ck.seal();
         a.add("x", 1);
-        pa.epoch_done(19, &mut a).unwrap();
+        pa.epoch_done(e(19), &mut a).unwrap();
         a.add("written-only-by-checkpoint-39", 5);
-        pa.epoch_done(39, &mut a).unwrap();
-        ck.globally_committed_below(Some(40)).unwrap();
+        pa.epoch_done(e(39), &mut a).unwrap();
+        ck.globally_committed_below(Some(e(39) + 1)).unwrap();
         drop((pa, ck));
         // Flip bits of what only checkpoint 39 wrote, on disk.
         let data = root.path().join("worker-0/data.mdb");
@@ -828,7 +844,7 @@ mod tests {
         assert!(hits > 0);
         std::fs::write(&data, &bytes).unwrap();
         let (ck, offer) = open(root.path(), true);
-        assert_eq!(offer, [19], "the damaged checkpoint 39 is not offered");
+        assert_eq!(offer, [e(19)], "the damaged checkpoint 39 is not offered");
         ck.restore_to(agree(&[offer])).unwrap();
         let mut a2 = Counts::default();
         ck.participant("a", 0, 0..128)
@@ -836,7 +852,7 @@ mod tests {
             .unwrap()
             .restore(&mut a2)
             .unwrap();
-        assert_eq!(a2.restored_from, Some(19));
+        assert_eq!(a2.restored_from, Some(e(19)));
         assert_eq!(a2.counts, Map::from([("x".to_string(), 1)]));
     }
 
@@ -849,7 +865,7 @@ mod tests {
         let mut pa = ck.participant("a", 0, 0..128).unwrap().unwrap();
         ck.seal();
         a.add("x", 1);
-        pa.epoch_done(19, &mut a).unwrap();
+        pa.epoch_done(e(19), &mut a).unwrap();
         drop((pa, ck));
         let (_, offer) = open(root.path(), false);
         assert!(offer.is_empty());
@@ -859,13 +875,21 @@ mod tests {
 
     #[test]
     fn checkpoints_follow_the_interval() {
-        assert_eq!(next_checkpoint(None, 20), 19);
-        assert_eq!(next_checkpoint(Some(19), 20), 39);
-        assert_eq!(next_checkpoint(Some(25), 20), 39);
-        assert_eq!(next_checkpoint(Some(39), 20), 59);
-        assert_eq!(next_checkpoint(None, 1), 0);
-        assert_eq!(next_checkpoint(Some(0), 1), 1);
-        assert!(is_checkpoint(19, 20) && !is_checkpoint(20, 20));
+        let at = checkpoint_at_tick;
+        assert_eq!(next_checkpoint(None, 20), at(19));
+        assert_eq!(next_checkpoint(Some(at(19)), 20), at(39));
+        // Any epoch (step) of ticks 20..=39 is followed by the checkpoint of tick 39.
+        assert_eq!(next_checkpoint(Some(at(19) + 1), 20), at(39));
+        assert_eq!(next_checkpoint(Some(at(25) - 7), 20), at(39));
+        assert_eq!(next_checkpoint(Some(at(39) - 1), 20), at(39));
+        assert_eq!(next_checkpoint(Some(at(39)), 20), at(59));
+        assert_eq!(next_checkpoint(None, 1), at(0));
+        assert_eq!(next_checkpoint(Some(at(0)), 1), at(1));
+        assert!(is_checkpoint(at(19), 20) && !is_checkpoint(at(20), 20));
+        assert!(
+            !is_checkpoint(at(19) - 1, 20),
+            "only the last step of a tick"
+        );
     }
 
     #[test]

@@ -15,8 +15,21 @@ pub type EventTime = i64;
 /// A record without an event timestamp carries this (Flink's "no timestamp").
 pub const NO_TIMESTAMP: EventTime = i64::MIN;
 
-/// The timely timestamp of weir's dataflows: an epoch, a short tick of processing time.
+/// The timely timestamp of weir's dataflows: an epoch. Epochs advance with processing
+/// time in *ticks* (`--epoch-ms`), and within a tick a source takes a further *step* after
+/// every `records_per_step` records it read: `epoch = tick · STEPS_PER_TICK + step`. Steps
+/// bound the records of one epoch, which is what flow control counts in; checkpoints fall
+/// on tick boundaries only.
 pub type Epoch = u64;
+
+/// Steps a tick is split into (see [`Epoch`]).
+pub const STEPS_PER_TICK: u64 = 1 << 12;
+
+/// The tick of an epoch.
+#[inline]
+pub fn tick_of(e: Epoch) -> u64 {
+    e / STEPS_PER_TICK
+}
 
 /// One element of a stream between vertices.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

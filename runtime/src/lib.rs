@@ -47,9 +47,11 @@ pub mod prelude {
         TimeDomain, ValueState, WithEventTime,
     };
     pub use crate::sinks::{
-        CollectSink, DiscardSink, FileSink, Guarantee, Sink, SinkWriter, StdoutSink,
+        CollectSink, DiscardSink, FileSink, Guarantee, Sink, SinkContext, SinkWriter, StdoutSink,
     };
-    pub use crate::sources::{BadRecordPolicy, FileSource, Generator, Source, SourceReader};
+    pub use crate::sources::{
+        BadRecordPolicy, FileSource, Generator, Poll, Source, SourceContext, SourceReader,
+    };
     pub use crate::time::{
         CountWindow, Session, SessionProcessingTime, Sliding, SlidingProcessingTime, Tumbling,
         TumblingProcessingTime, Window, WindowAssigner, WindowKind,

@@ -7,7 +7,7 @@
 //! timely-specific (capabilities, frontiers, routing, watermarks) lives here, once.
 
 use crate::checkpoint::{Checkpointed, Checkpoints, Participant, StateReader, StateWriter};
-use crate::data::{Data, Epoch, EventTime, Msg, Witness, NO_TIMESTAMP};
+use crate::data::{tick_of, Data, Epoch, EventTime, Msg, Witness, NO_TIMESTAMP, STEPS_PER_TICK};
 use crate::error::{Result, RuntimeError};
 use crate::key::Key;
 use crate::sinks::{Sink, SinkContext};
@@ -623,10 +623,15 @@ where
     }
     let op_name = op_name.to_string();
     let base = ctx.epoch_base;
+    let flow = std::rc::Rc::clone(&ctx.flow);
     builder.build_reschedule(move |caps: Vec<Capability<Epoch>>| {
         let mut caps = if state.is_some() { Some(caps) } else { None };
         let mut reported = 0u64;
         let mut current: Epoch = 0;
+        // Records read in the current epoch, and the epochs this instance emitted into that
+        // may still be in flight downstream (for flow control).
+        let mut in_step = 0usize;
+        let mut open_epochs: std::collections::VecDeque<Epoch> = Default::default();
         move |_frontiers: &[MutableAntichain<Epoch>]| {
             let (Some(cs), Some((reader, logic, part))) = (caps.as_mut(), state.as_mut()) else { return false };
             if failure.failed() {
@@ -634,8 +639,17 @@ where
                 return false;
             }
             // After a restore, epochs (and so checkpoint ids) continue after the restored one.
-            let epoch = base + (start.elapsed().as_nanos() / epoch_len.as_nanos().max(1)) as Epoch;
+            let tick = tick_of(base) + (start.elapsed().as_nanos() / epoch_len.as_nanos().max(1)) as u64;
+            let mut epoch = tick * STEPS_PER_TICK;
+            if epoch <= current {
+                // The same tick: a further step once this epoch holds a step of records.
+                epoch = current;
+                if in_step >= flow.records_per_step && current % STEPS_PER_TICK < STEPS_PER_TICK - 1 {
+                    epoch = current + 1;
+                }
+            }
             if current < epoch {
+                in_step = 0;
                 current = epoch;
                 for c in cs.iter_mut() {
                     c.downgrade(&epoch);
@@ -650,9 +664,28 @@ where
                     fail(&failure, e, &op_name);
                 }
             }
+            // Flow control: wait while too many epochs this instance emitted into are still
+            // incomplete at the slowest vertex.
+            if let Some(slowest) = flow.slowest() {
+                while open_epochs.front().is_some_and(|&e| e < slowest) {
+                    open_epochs.pop_front();
+                }
+            } else {
+                open_epochs.clear();
+            }
+            if open_epochs.len() > flow.ahead as usize
+                || (in_step >= flow.records_per_step && open_epochs.back() == Some(&current))
+            {
+                activator.activate_after(std::time::Duration::from_millis(1));
+                return true;
+            }
+            if open_epochs.back() != Some(&current) {
+                open_epochs.push_back(current);
+            }
+            let budget = SOURCE_BUDGET.min(flow.records_per_step.saturating_sub(in_step)).max(1);
             let mut n = 0u64;
             let mut err = None;
-            let polled = reader.poll(SOURCE_BUDGET, |r| {
+            let polled = reader.poll(budget, |r| {
                 n += 1;
                 if err.is_none() {
                     if let Err(e) = logic(Event::Rec(NO_TIMESTAMP, r), &mut ports) {
@@ -661,6 +694,7 @@ where
                 }
             });
             stats.records_in.fetch_add(n, Ordering::Relaxed);
+            in_step += n as usize;
             if err.is_none() {
                 if let Err(e) = logic(Event::Flush, &mut ports) {
                     err = Some(e);
@@ -798,6 +832,8 @@ where
     }
 
     let ordered = spec.ordered || (spec.checkpointed && ctx.checkpoints.enabled());
+    let flow = std::rc::Rc::clone(&ctx.flow);
+    let flow_slot = flow.register();
     builder.build(move |_caps: Vec<Capability<Epoch>>| {
         let mut tracker = WatermarkTracker::new(expected_wm_inputs);
         // Ordered vertices stash records of epochs their input frontier has not reached.
@@ -808,6 +844,13 @@ where
         // Processing-time vertices hold a capability at their input frontier to emit on ticks.
         let mut held: Option<Vec<Capability<Epoch>>> = None;
         move |frontiers: &[MutableAntichain<Epoch>]| {
+            flow.update(
+                flow_slot,
+                frontiers
+                    .iter()
+                    .filter_map(|f| f.frontier().iter().min().copied())
+                    .min(),
+            );
             let Some((logic, instance)) = state.as_mut() else {
                 // Not hosted here: nothing is routed to this worker; drain defensively.
                 for h in handles.iter_mut() {

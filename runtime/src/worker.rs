@@ -21,6 +21,48 @@ pub struct RunConfig {
     pub epoch: Duration,
     /// Checkpoints, if the run takes them.
     pub checkpoints: Option<CheckpointConfig>,
+    /// Flow control: how many epochs a source may run ahead of the slowest vertex's input.
+    pub max_epochs_ahead: u64,
+    /// Records a source instance reads into one epoch before it takes a step to the next
+    /// (see [`Epoch`](crate::data::Epoch)).
+    pub records_per_step: usize,
+}
+
+/// Default for [`RunConfig::max_epochs_ahead`].
+pub const MAX_EPOCHS_AHEAD: u64 = 4;
+/// Default for [`RunConfig::records_per_step`].
+pub const RECORDS_PER_STEP: usize = 64 * 1024;
+
+/// Flow control: the input frontier of every non-source vertex, as this worker sees it.
+/// Timely's progress tracking is global, so the minimum is the slowest vertex of the whole
+/// job; sources stop reading while they are more than `ahead` epochs past it (timely's
+/// channels are unbounded, so this is what bounds memory under a slow sink).
+#[derive(Debug, Default)]
+pub struct FlowControl {
+    frontiers: std::cell::RefCell<Vec<Option<crate::data::Epoch>>>,
+    /// Epochs a source may have in flight.
+    pub ahead: u64,
+    /// Records a source reads into one epoch.
+    pub records_per_step: usize,
+}
+
+impl FlowControl {
+    /// A slot for one vertex.
+    pub fn register(&self) -> usize {
+        let mut f = self.frontiers.borrow_mut();
+        f.push(Some(0));
+        f.len() - 1
+    }
+    /// Vertex `slot`'s input frontier moved (`None`: its input ended).
+    pub fn update(&self, slot: usize, frontier: Option<crate::data::Epoch>) {
+        if let Some(f) = self.frontiers.borrow_mut().get_mut(slot) {
+            *f = frontier;
+        }
+    }
+    /// The input frontier of the slowest vertex (`None`: every vertex's input ended).
+    pub fn slowest(&self) -> Option<crate::data::Epoch> {
+        self.frontiers.borrow().iter().flatten().min().copied()
+    }
 }
 
 /// What a finished run reports.
@@ -82,6 +124,8 @@ pub struct WorkerCtx {
     /// The first epoch of this run: after a restore from checkpoint `c`, `c + 1`, so that
     /// checkpoint ids keep increasing across restarts.
     pub epoch_base: u64,
+    /// Flow control between this worker's sources and the job's slowest vertex.
+    pub flow: std::rc::Rc<FlowControl>,
 }
 
 /// Process-wide counters summed over workers.
@@ -119,6 +163,8 @@ pub fn run(
     let start = Instant::now();
     let epoch = cfg.epoch;
     let ck_cfg = cfg.checkpoints.clone();
+    let max_ahead = cfg.max_epochs_ahead;
+    let records_per_step = cfg.records_per_step;
     let fingerprint = job.plan.fingerprint();
     let (f2, s2) = (Arc::clone(&failure), Arc::clone(&stats));
     let guards = timely::execute::execute_from(
@@ -150,6 +196,11 @@ pub fn run(
                 stats: Arc::clone(&s2),
                 checkpoints,
                 epoch_base,
+                flow: std::rc::Rc::new(FlowControl {
+                    frontiers: Default::default(),
+                    ahead: max_ahead,
+                    records_per_step,
+                }),
             };
             let build = job.build;
             worker.dataflow::<crate::data::Epoch, _, _>(|scope| {
@@ -268,6 +319,35 @@ fn acknowledge<'s>(scope: timely::dataflow::Scope<'s, crate::data::Epoch>, ctx: 
 /// Run a job inside this process with `workers` threads: for tests, benchmarks and tools.
 /// `args` are the job arguments (`--arg name=value` on the command line).
 pub fn run_local(job: Job, workers: usize, args: &[(&str, &str)]) -> Result<RunSummary> {
+    run_local_with(job, workers, args, LocalOptions::default())
+}
+
+/// Settings of [`run_local_with`].
+#[derive(Debug, Clone, Copy)]
+pub struct LocalOptions {
+    /// Length of a tick (`run --epoch-ms`).
+    pub epoch: Duration,
+    /// See [`RunConfig::records_per_step`].
+    pub records_per_step: usize,
+}
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        LocalOptions {
+            epoch: Duration::from_millis(50),
+            records_per_step: RECORDS_PER_STEP,
+        }
+    }
+}
+
+/// [`run_local`] with other epoch settings.
+pub fn run_local_with(
+    job: Job,
+    workers: usize,
+    args: &[(&str, &str)],
+    options: LocalOptions,
+) -> Result<RunSummary> {
+    let epoch = options.epoch;
     let physical = weir_compiler::plan::resolve(
         &job.plan,
         weir_compiler::plan::ClusterShape::single(workers),
@@ -287,8 +367,10 @@ pub fn run_local(job: Job, workers: usize, args: &[(&str, &str)]) -> Result<RunS
         RunConfig {
             physical,
             env,
-            epoch: Duration::from_millis(50),
+            epoch,
             checkpoints: None,
+            max_epochs_ahead: MAX_EPOCHS_AHEAD,
+            records_per_step: options.records_per_step,
         },
         builders,
         others,
@@ -354,6 +436,8 @@ pub fn run_cluster_local(
                 env: env.clone(),
                 epoch: Duration::from_millis(50),
                 checkpoints: None,
+                max_epochs_ahead: MAX_EPOCHS_AHEAD,
+                records_per_step: RECORDS_PER_STEP,
             };
             std::thread::spawn(move || -> Result<RunSummary> {
                 let sockets = connect_all(&mesh, listener, Duration::from_secs(30))?;

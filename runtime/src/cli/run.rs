@@ -381,6 +381,8 @@ fn execute(
         env,
         epoch,
         checkpoints,
+        max_epochs_ahead: worker::MAX_EPOCHS_AHEAD,
+        records_per_step: worker::RECORDS_PER_STEP,
     };
     let job = Arc::new(job);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {

@@ -1,0 +1,89 @@
+//! Flow control: a source does not run away from a slow sink. Timely's channels are
+//! unbounded, so without it every record the source can make piles up in memory in front
+//! of the sink.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use weir::prelude::*;
+
+static GENERATED: AtomicU64 = AtomicU64::new(0);
+static CONSUMED: AtomicU64 = AtomicU64::new(0);
+static MAX_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+
+const RECORDS: u64 = 30_000;
+/// The source's rate, records per second.
+const RATE: f64 = 40_000.0;
+
+/// A sink ten times slower than the source: 1 ms of work per 4 records.
+struct SlowSink;
+
+struct SlowWriter {
+    n: u64,
+}
+
+impl Sink<u64> for SlowSink {
+    type Writer = SlowWriter;
+    fn describe(&self) -> String {
+        "slow".into()
+    }
+    fn guarantee(&self) -> Guarantee {
+        Guarantee::BestEffort
+    }
+    fn open(&self, _: &SinkContext) -> weir::runtime::error::Result<SlowWriter> {
+        Ok(SlowWriter { n: 0 })
+    }
+}
+
+impl SinkWriter<u64> for SlowWriter {
+    fn write(&mut self, _: u64) -> weir::runtime::error::Result<()> {
+        let consumed = CONSUMED.fetch_add(1, Ordering::SeqCst) + 1;
+        let in_flight = GENERATED.load(Ordering::SeqCst).saturating_sub(consumed);
+        MAX_IN_FLIGHT.fetch_max(in_flight, Ordering::SeqCst);
+        self.n += 1;
+        if self.n.is_multiple_of(4) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+    fn close(&mut self) -> weir::runtime::error::Result<()> {
+        Ok(())
+    }
+}
+
+fn generate(i: u64) -> u64 {
+    GENERATED.fetch_add(1, Ordering::SeqCst);
+    i
+}
+
+// The sink gets a slot (so a worker thread) of its own: it must not slow the source down
+// by sharing its thread, only by being slow.
+#[weir::job(name = "flow", main = false, parallelism = 1)]
+fn pipeline(env: &mut Env) {
+    env.source(Generator::bounded(RECORDS, generate).rate(RATE))
+        .map(|x| x + 1)
+        .sink(SlowSink)
+        .slot_sharing_group("sinks");
+}
+
+/// The source makes every record within 0.75 s while the sink needs 7.5 s for them. A
+/// source reads at most `records_per_step` records into one epoch and has at most
+/// `MAX_EPOCHS_AHEAD` epochs in flight ahead of the slowest vertex, so the records made but
+/// not yet written stay within a few steps (the sink may also hold the batch it is working
+/// through) instead of approaching all of them.
+#[test]
+fn a_slow_sink_holds_the_source_back() {
+    let step = 500;
+    let options = weir::runtime::worker::LocalOptions {
+        epoch: Duration::from_millis(50),
+        records_per_step: step,
+    };
+    let summary = weir::runtime::worker::run_local_with(pipeline(), 2, &[], options).unwrap();
+    assert_eq!(summary.records_in, RECORDS);
+    assert_eq!(CONSUMED.load(Ordering::SeqCst), RECORDS);
+    let bound = (2 * weir::runtime::worker::MAX_EPOCHS_AHEAD as usize + 4) * step;
+    let max = MAX_IN_FLIGHT.load(Ordering::SeqCst);
+    assert!(
+        max <= bound as u64,
+        "{max} records were in flight at once; flow control allows about {bound} (without it, nearly all {RECORDS})"
+    );
+}
