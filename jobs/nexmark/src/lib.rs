@@ -25,10 +25,19 @@ pub const QUERIES: &[(&str, fn() -> weir::runtime::job::Job)] = &[
     ("q1", queries::q1),
     ("q2", queries::q2),
     ("q3", queries::q3),
+    ("q4", queries::q4),
     ("q5", queries::q5),
     ("q7", queries::q7),
     ("q8", queries::q8),
     ("q11", queries::q11),
+    ("q12", queries::q12),
+    ("q14", queries::q14),
+    ("q17", queries::q17),
+    ("q18", queries::q18),
+    ("q19", queries::q19),
+    ("q20", queries::q20),
+    ("q21", queries::q21),
+    ("q22", queries::q22),
 ];
 
 /// The job of query `name`, if this crate implements it.

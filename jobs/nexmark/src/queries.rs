@@ -576,3 +576,802 @@ pub fn q11(env: &mut Env) {
     .sink(QuerySink::from_arg(env.arg_or("output", "discard")))
     .name("out");
 }
+
+// ---------------------------------------------------------------------------------------
+// q4: average price per category (updating).
+
+/// An auction's current final price: its highest bid within its lifetime so far.
+#[weir::record]
+#[derive(PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FinalPrice {
+    /// The auction's category.
+    pub category: u64,
+    /// The auction.
+    pub auction: u64,
+    /// Its highest bid (cents) with `auction.date_time ≤ bid.date_time ≤ auction.expires`.
+    pub price: u64,
+}
+
+/// q4's result: the average final price of a category's auctions (integer division, as
+/// Flink's `AVG` of a `BIGINT`).
+#[weir::record]
+#[derive(PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Q4 {
+    /// The category.
+    pub category: u64,
+    /// Average final price (cents).
+    pub avg: u64,
+}
+
+/// q4's join and `MAX` per auction: keeps the auction (category and lifetime), the bids
+/// that came before it, and the highest valid bid; emits the auction's final price as an
+/// updating stream (`Insert`, then `UpdateBefore`/`UpdateAfter` when it rises).
+pub struct WinningBid {
+    /// (category, start, expires).
+    pub auction: ValueState<(u64, i64, i64)>,
+    /// Bids (price, time) of an auction not seen yet.
+    pub waiting: ListState<(u64, i64)>,
+    /// The highest valid bid so far.
+    pub max: ValueState<u64>,
+}
+
+impl WinningBid {
+    /// Fresh state descriptors.
+    pub fn new() -> Self {
+        WinningBid {
+            auction: ValueState::new("auction"),
+            waiting: ListState::new("waiting-bids"),
+            max: ValueState::new("max-price"),
+        }
+    }
+
+    fn bid(
+        &self,
+        (category, start, expires): (u64, i64, i64),
+        price: u64,
+        time: i64,
+        ctx: &mut Context<'_, u64, Change<FinalPrice>>,
+    ) {
+        if time < start || time > expires {
+            return;
+        }
+        let auction = *ctx.key();
+        let row = |price| FinalPrice {
+            category,
+            auction,
+            price,
+        };
+        match ctx.value(&self.max) {
+            None => ctx.emit(Change::Insert(row(price))),
+            Some(old) if price > old => {
+                ctx.emit(Change::UpdateBefore(row(old)));
+                ctx.emit(Change::UpdateAfter(row(price)));
+            }
+            Some(_) => return,
+        }
+        ctx.update(&self.max, price);
+    }
+}
+
+impl Default for WinningBid {
+    fn default() -> Self {
+        WinningBid::new()
+    }
+}
+
+impl KeyedCoProcessFunction<u64, Auction, Bid> for WinningBid {
+    type Out = Change<FinalPrice>;
+
+    fn process_element1(&mut self, a: Auction, ctx: &mut Context<'_, u64, Change<FinalPrice>>) {
+        let auction = (a.category, a.date_time, a.expires);
+        ctx.update(&self.auction, auction);
+        for (price, time) in ctx.list(&self.waiting) {
+            self.bid(auction, price, time, ctx);
+        }
+        ctx.clear_list(&self.waiting);
+    }
+
+    fn process_element2(&mut self, b: Bid, ctx: &mut Context<'_, u64, Change<FinalPrice>>) {
+        match ctx.value(&self.auction) {
+            Some(auction) => self.bid(auction, b.price, b.date_time, ctx),
+            None => ctx.add(&self.waiting, (b.price, b.date_time)),
+        }
+    }
+}
+
+/// Average of final prices, with retraction (a final price that rises is taken out and put
+/// back in).
+pub struct AverageFinal;
+
+impl RetractingAggregator<FinalPrice> for AverageFinal {
+    /// (category, sum, count).
+    type Acc = (u64, u64, u64);
+    type Out = Q4;
+    fn create_accumulator(&self) -> (u64, u64, u64) {
+        (0, 0, 0)
+    }
+    fn add(&self, (_, sum, n): (u64, u64, u64), v: FinalPrice) -> (u64, u64, u64) {
+        (v.category, sum + v.price, n + 1)
+    }
+    fn retract(&self, (_, sum, n): (u64, u64, u64), v: FinalPrice) -> (u64, u64, u64) {
+        (v.category, sum.wrapping_sub(v.price), n.saturating_sub(1))
+    }
+    fn result(&self, &(category, sum, n): &(u64, u64, u64)) -> Q4 {
+        Q4 {
+            category,
+            avg: sum.checked_div(n).unwrap_or(0),
+        }
+    }
+}
+
+/// q4: average price per category — each auction's final price (its highest bid between
+/// its start and its expiry), averaged per category. Both steps are updating (Flink's
+/// regular join and `GROUP BY`s): the output is a changelog (`{"Insert": …}`,
+/// `{"UpdateBefore": …}`, `{"UpdateAfter": …}`), whose final table is the answer.
+#[weir::job(name = "nexmark-q4", main = false)]
+pub fn q4(env: &mut Env) {
+    let _query = env.arg("query");
+    let events = env
+        .source(NexmarkSource::from_args(
+            env.arg_or("events", "1000000"),
+            env.arg_or("event_rate", "10000"),
+            env.arg_or("base_time", "1704067200000"),
+            env.arg_or("pace", "0"),
+        ))
+        .name("events")
+        .watermarks(BoundedOutOfOrderness::seconds(4), |e| e.date_time())
+        .name("event-time");
+    let bids = events.flat_map(|e| e.into_bid().into_iter()).name("bids");
+    events
+        .flat_map(|e| e.into_auction().into_iter())
+        .name("auctions")
+        .key_by(|a| a.id)
+        .connect(bids.key_by(|b| b.auction))
+        .process(WinningBid::new())
+        .name("final-price")
+        .key_by(|c| c.value().category)
+        .updating_aggregate(AverageFinal)
+        .name("average-per-category")
+        .sink(QuerySink::from_arg(env.arg_or("output", "discard")))
+        .name("out");
+}
+
+// ---------------------------------------------------------------------------------------
+// q12: processing-time windows.
+
+/// q12's result: a bidder's bids in a 10 s window of processing time.
+#[weir::record]
+#[derive(PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Q12 {
+    /// The bidder.
+    pub bidder: u64,
+    /// Bids counted in the window.
+    pub bid_count: u64,
+    /// Window start (wall clock, ms since the Unix epoch).
+    pub window_start: i64,
+    /// Window end (exclusive).
+    pub window_end: i64,
+}
+
+/// q12: bids per bidder in 10 s tumbling windows of *processing time* (when the window
+/// operator sees them). Not deterministic by nature: its test checks invariants.
+#[weir::job(name = "nexmark-q12", main = false)]
+pub fn q12(env: &mut Env) {
+    let _query = env.arg("query");
+    env.source(NexmarkSource::from_args(
+        env.arg_or("events", "1000000"),
+        env.arg_or("event_rate", "10000"),
+        env.arg_or("base_time", "1704067200000"),
+        env.arg_or("pace", "0"),
+    ))
+    .name("events")
+    .watermarks(BoundedOutOfOrderness::seconds(4), |e| e.date_time())
+    .name("event-time")
+    .flat_map(|e| e.into_bid().map(|b| b.bidder).into_iter())
+    .name("bidders")
+    .key_by(|b| *b)
+    .window(TumblingProcessingTime::seconds(10))
+    .process(|bidder, w, bids| {
+        Some(Q12 {
+            bidder: *bidder,
+            bid_count: bids.len() as u64,
+            window_start: w.start,
+            window_end: w.end,
+        })
+    })
+    .name("bids-per-bidder")
+    .sink(QuerySink::from_arg(env.arg_or("output", "discard")))
+    .name("out");
+}
+
+// ---------------------------------------------------------------------------------------
+// q14, q21, q22: stateless.
+
+/// q14's result.
+#[weir::record]
+#[derive(PartialEq)]
+pub struct Q14 {
+    /// Auction.
+    pub auction: u64,
+    /// Bidder.
+    pub bidder: u64,
+    /// `0.908 · price`.
+    pub price: f64,
+    /// `dayTime` (hours 8–18 UTC), `nightTime` (hours ≤ 6 or ≥ 20) or `otherTime`.
+    pub bid_time_type: String,
+    /// Event time.
+    pub date_time: i64,
+    /// Padding.
+    pub extra: String,
+    /// How many `c` the padding holds.
+    pub c_counts: u64,
+}
+
+/// The hour of the day (UTC) of a time in ms.
+pub fn hour_of_day(t: i64) -> i64 {
+    t.rem_euclid(DAY_MS) / 3_600_000
+}
+
+/// q14: the bids with `1 000 000 < 0.908 · price < 50 000 000`, converted, with the time of
+/// day and the `c`s of their padding (Flink's `count_char` function).
+pub fn q14_map(b: Bid) -> Option<Q14> {
+    let price = EURO_RATE * b.price as f64;
+    if !(price > 1_000_000.0 && price < 50_000_000.0) {
+        return None;
+    }
+    let hour = hour_of_day(b.date_time);
+    let bid_time_type = if (8..=18).contains(&hour) {
+        "dayTime"
+    } else if hour <= 6 || hour >= 20 {
+        "nightTime"
+    } else {
+        "otherTime"
+    };
+    Some(Q14 {
+        auction: b.auction,
+        bidder: b.bidder,
+        price,
+        bid_time_type: bid_time_type.to_string(),
+        date_time: b.date_time,
+        c_counts: b.extra.bytes().filter(|&c| c == b'c').count() as u64,
+        extra: b.extra,
+    })
+}
+
+/// q14: calculation (filter, conversion, user function).
+#[weir::job(name = "nexmark-q14", main = false)]
+pub fn q14(env: &mut Env) {
+    let _query = env.arg("query");
+    env.source(NexmarkSource::from_args(
+        env.arg_or("events", "1000000"),
+        env.arg_or("event_rate", "10000"),
+        env.arg_or("base_time", "1704067200000"),
+        env.arg_or("pace", "0"),
+    ))
+    .name("events")
+    .watermarks(BoundedOutOfOrderness::seconds(4), |e| e.date_time())
+    .name("event-time")
+    .flat_map(|e| e.into_bid().and_then(q14_map).into_iter())
+    .name("calculate")
+    .sink(QuerySink::from_arg(env.arg_or("output", "discard")))
+    .name("out");
+}
+
+/// q21's result.
+#[weir::record]
+#[derive(PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Q21 {
+    /// Auction.
+    pub auction: u64,
+    /// Bidder.
+    pub bidder: u64,
+    /// Price (cents).
+    pub price: u64,
+    /// Channel.
+    pub channel: String,
+    /// `0` Apple, `1` Google, `2` Facebook, `3` Baidu, else the URL's `channel_id`.
+    pub channel_id: String,
+}
+
+/// The value of the URL's first `channel_id=` parameter (Flink's
+/// `REGEXP_EXTRACT(url, '(&|^)channel_id=([^&]*)', 2)`).
+pub fn url_channel_id(url: &str) -> Option<&str> {
+    const P: &str = "channel_id=";
+    url.match_indices(P)
+        .find(|(i, _)| *i == 0 || url.as_bytes()[i - 1] == b'&')
+        .map(|(i, _)| {
+            let rest = &url[i + P.len()..];
+            rest.split('&').next().unwrap_or("")
+        })
+}
+
+/// q21: add a channel id — for the four well-known channels a fixed id, for the others the
+/// URL's `channel_id`; bids with neither are dropped.
+pub fn q21_map(b: Bid) -> Option<Q21> {
+    let known = match b.channel.to_lowercase().as_str() {
+        "apple" => Some("0"),
+        "google" => Some("1"),
+        "facebook" => Some("2"),
+        "baidu" => Some("3"),
+        _ => None,
+    };
+    let channel_id = known.or_else(|| url_channel_id(&b.url))?.to_string();
+    Some(Q21 {
+        auction: b.auction,
+        bidder: b.bidder,
+        price: b.price,
+        channel: b.channel,
+        channel_id,
+    })
+}
+
+/// q21: add channel id.
+#[weir::job(name = "nexmark-q21", main = false)]
+pub fn q21(env: &mut Env) {
+    let _query = env.arg("query");
+    env.source(NexmarkSource::from_args(
+        env.arg_or("events", "1000000"),
+        env.arg_or("event_rate", "10000"),
+        env.arg_or("base_time", "1704067200000"),
+        env.arg_or("pace", "0"),
+    ))
+    .name("events")
+    .watermarks(BoundedOutOfOrderness::seconds(4), |e| e.date_time())
+    .name("event-time")
+    .flat_map(|e| e.into_bid().and_then(q21_map).into_iter())
+    .name("channel-id")
+    .sink(QuerySink::from_arg(env.arg_or("output", "discard")))
+    .name("out");
+}
+
+/// q22's result.
+#[weir::record]
+#[derive(PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Q22 {
+    /// Auction.
+    pub auction: u64,
+    /// Bidder.
+    pub bidder: u64,
+    /// Price (cents).
+    pub price: u64,
+    /// Channel.
+    pub channel: String,
+    /// The URL's 4th `/`-separated part (`SPLIT_INDEX(url, '/', 3)`), if any.
+    pub dir1: Option<String>,
+    /// The 5th.
+    pub dir2: Option<String>,
+    /// The 6th.
+    pub dir3: Option<String>,
+}
+
+/// q22: the bid with the first three directories of its URL.
+pub fn q22_map(b: Bid) -> Q22 {
+    let mut parts = b.url.split('/').skip(3).map(str::to_string);
+    let (dir1, dir2, dir3) = (parts.next(), parts.next(), parts.next());
+    Q22 {
+        auction: b.auction,
+        bidder: b.bidder,
+        price: b.price,
+        channel: b.channel,
+        dir1,
+        dir2,
+        dir3,
+    }
+}
+
+/// q22: get URL directories.
+#[weir::job(name = "nexmark-q22", main = false)]
+pub fn q22(env: &mut Env) {
+    let _query = env.arg("query");
+    env.source(NexmarkSource::from_args(
+        env.arg_or("events", "1000000"),
+        env.arg_or("event_rate", "10000"),
+        env.arg_or("base_time", "1704067200000"),
+        env.arg_or("pace", "0"),
+    ))
+    .name("events")
+    .watermarks(BoundedOutOfOrderness::seconds(4), |e| e.date_time())
+    .name("event-time")
+    .flat_map(|e| e.into_bid().map(q22_map).into_iter())
+    .name("split-url")
+    .sink(QuerySink::from_arg(env.arg_or("output", "discard")))
+    .name("out");
+}
+
+// ---------------------------------------------------------------------------------------
+// q17: auction statistics per day.
+
+/// q17's result: one auction's bids on one day (UTC).
+#[weir::record]
+#[derive(PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Q17 {
+    /// The auction.
+    pub auction: u64,
+    /// The day, `yyyy-MM-dd`.
+    pub day: String,
+    /// Bids.
+    pub total_bids: u64,
+    /// Bids under $100.
+    pub rank1_bids: u64,
+    /// Bids from $100 to under $10 000.
+    pub rank2_bids: u64,
+    /// Bids of $10 000 or more.
+    pub rank3_bids: u64,
+    /// Lowest price (cents).
+    pub min_price: u64,
+    /// Highest price.
+    pub max_price: u64,
+    /// Average price (integer division, as Flink's `AVG` of a `BIGINT`).
+    pub avg_price: u64,
+    /// Sum of the prices.
+    pub sum_price: u64,
+}
+
+/// `yyyy-MM-dd` (UTC) of a time in ms since the Unix epoch.
+pub fn utc_day(t: i64) -> String {
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian calendar).
+    let z = t.div_euclid(DAY_MS) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// q17's statistics of one auction on one day, incrementally.
+pub struct DayStats;
+
+impl Aggregator<Bid> for DayStats {
+    /// (auction, a time of the day, the statistics).
+    type Acc = (u64, i64, [u64; 7]);
+    type Out = Q17;
+    fn create_accumulator(&self) -> Self::Acc {
+        (0, 0, [0, 0, 0, 0, u64::MAX, 0, 0])
+    }
+    fn add(&self, (_, _, s): Self::Acc, b: Bid) -> Self::Acc {
+        let p = b.price;
+        (
+            b.auction,
+            b.date_time,
+            [
+                s[0] + 1,
+                s[1] + u64::from(p < 10_000),
+                s[2] + u64::from((10_000..1_000_000).contains(&p)),
+                s[3] + u64::from(p >= 1_000_000),
+                s[4].min(p),
+                s[5].max(p),
+                s[6] + p,
+            ],
+        )
+    }
+    fn merge(&self, a: Self::Acc, b: Self::Acc) -> Self::Acc {
+        let (x, y) = (a.2, b.2);
+        let named = if x[0] > 0 { (a.0, a.1) } else { (b.0, b.1) };
+        (
+            named.0,
+            named.1,
+            [
+                x[0] + y[0],
+                x[1] + y[1],
+                x[2] + y[2],
+                x[3] + y[3],
+                x[4].min(y[4]),
+                x[5].max(y[5]),
+                x[6] + y[6],
+            ],
+        )
+    }
+    fn result(&self, (auction, t, s): Self::Acc) -> Q17 {
+        Q17 {
+            auction,
+            day: utc_day(t),
+            total_bids: s[0],
+            rank1_bids: s[1],
+            rank2_bids: s[2],
+            rank3_bids: s[3],
+            min_price: s[4],
+            max_price: s[5],
+            avg_price: s[6].checked_div(s[0]).unwrap_or(0),
+            sum_price: s[6],
+        }
+    }
+}
+
+/// q17: auction statistics per day. Flink's SQL is an updating `GROUP BY auction, day`;
+/// weir computes the same groups as a 1-day tumbling window (UTC days), so each group is
+/// emitted once, complete, when its day ends — the final table of Flink's changelog.
+#[weir::job(name = "nexmark-q17", main = false)]
+pub fn q17(env: &mut Env) {
+    let _query = env.arg("query");
+    env.source(NexmarkSource::from_args(
+        env.arg_or("events", "1000000"),
+        env.arg_or("event_rate", "10000"),
+        env.arg_or("base_time", "1704067200000"),
+        env.arg_or("pace", "0"),
+    ))
+    .name("events")
+    .watermarks(BoundedOutOfOrderness::seconds(4), |e| e.date_time())
+    .name("event-time")
+    .flat_map(|e| e.into_bid().into_iter())
+    .name("bids")
+    .key_by(|b| b.auction)
+    .window(Tumbling::of(Duration::from_secs(86_400)))
+    .aggregate(DayStats)
+    .name("auction-day-stats")
+    .sink(QuerySink::from_arg(env.arg_or("output", "discard")))
+    .name("out");
+}
+
+// ---------------------------------------------------------------------------------------
+// q18, q19: rank (updating).
+
+/// The order of q18: the later bid wins; at the same time the higher price, then the rest
+/// of the bid (so that a tie is broken the same way on every run).
+pub fn q18_rank(b: &Bid) -> (i64, u64, &str, &str, &str) {
+    (b.date_time, b.price, &b.channel, &b.url, &b.extra)
+}
+
+/// q18's state per (bidder, auction): the last bid.
+pub struct LastBid {
+    /// The last bid so far.
+    pub last: ValueState<Bid>,
+}
+
+impl KeyedProcessFunction<(u64, u64), Bid> for LastBid {
+    type Out = Change<Bid>;
+    fn process_element(&mut self, b: Bid, ctx: &mut Context<'_, (u64, u64), Change<Bid>>) {
+        match ctx.value(&self.last) {
+            None => ctx.emit(Change::Insert(b.clone())),
+            Some(old) if q18_rank(&b) > q18_rank(&old) => {
+                ctx.emit(Change::UpdateBefore(old));
+                ctx.emit(Change::UpdateAfter(b.clone()));
+            }
+            Some(_) => return,
+        }
+        ctx.update(&self.last, b);
+    }
+}
+
+/// q18: find the last bid of every bidder on every auction (Flink: `ROW_NUMBER() OVER
+/// (PARTITION BY bidder, auction ORDER BY dateTime DESC) = 1`). An updating result: the
+/// changelog's final table holds one bid per (bidder, auction); ties at the same
+/// millisecond are broken by [`q18_rank`].
+#[weir::job(name = "nexmark-q18", main = false)]
+pub fn q18(env: &mut Env) {
+    let _query = env.arg("query");
+    env.source(NexmarkSource::from_args(
+        env.arg_or("events", "1000000"),
+        env.arg_or("event_rate", "10000"),
+        env.arg_or("base_time", "1704067200000"),
+        env.arg_or("pace", "0"),
+    ))
+    .name("events")
+    .watermarks(BoundedOutOfOrderness::seconds(4), |e| e.date_time())
+    .name("event-time")
+    .flat_map(|e| e.into_bid().into_iter())
+    .name("bids")
+    .key_by(|b| (b.bidder, b.auction))
+    .process(LastBid {
+        last: ValueState::new("last-bid"),
+    })
+    .name("last-bid")
+    .sink(QuerySink::from_arg(env.arg_or("output", "discard")))
+    .name("out");
+}
+
+/// How many bids q19 keeps per auction.
+pub const Q19_TOP: usize = 10;
+
+/// The order of q19 (smaller ranks first): the higher price, then the earlier bid, then
+/// the lower bidder id, then the rest of the bid.
+pub fn q19_rank(b: &Bid) -> (std::cmp::Reverse<u64>, i64, u64, &str, &str, &str) {
+    (
+        std::cmp::Reverse(b.price),
+        b.date_time,
+        b.bidder,
+        &b.channel,
+        &b.url,
+        &b.extra,
+    )
+}
+
+/// q19's state per auction: its best bids, best first.
+pub struct TopBids {
+    /// Up to [`Q19_TOP`] bids in [`q19_rank`] order.
+    pub top: ValueState<Vec<Bid>>,
+}
+
+impl KeyedProcessFunction<u64, Bid> for TopBids {
+    type Out = Change<Bid>;
+    fn process_element(&mut self, b: Bid, ctx: &mut Context<'_, u64, Change<Bid>>) {
+        let mut top = ctx.value(&self.top).unwrap_or_default();
+        let at = top.partition_point(|x| q19_rank(x) < q19_rank(&b));
+        if at >= Q19_TOP {
+            return;
+        }
+        top.insert(at, b.clone());
+        if top.len() > Q19_TOP {
+            if let Some(out) = top.pop() {
+                ctx.emit(Change::Delete(out));
+            }
+        }
+        ctx.emit(Change::Insert(b));
+        ctx.update(&self.top, top);
+    }
+}
+
+/// q19: the 10 highest bids of every auction (Flink: `ROW_NUMBER() OVER (PARTITION BY
+/// auction ORDER BY price DESC) <= 10`, without the rank column). An updating result: a
+/// bid entering an auction's top 10 is inserted, the one it pushes out deleted; ties in
+/// price are broken by [`q19_rank`].
+#[weir::job(name = "nexmark-q19", main = false)]
+pub fn q19(env: &mut Env) {
+    let _query = env.arg("query");
+    env.source(NexmarkSource::from_args(
+        env.arg_or("events", "1000000"),
+        env.arg_or("event_rate", "10000"),
+        env.arg_or("base_time", "1704067200000"),
+        env.arg_or("pace", "0"),
+    ))
+    .name("events")
+    .watermarks(BoundedOutOfOrderness::seconds(4), |e| e.date_time())
+    .name("event-time")
+    .flat_map(|e| e.into_bid().into_iter())
+    .name("bids")
+    .key_by(|b| b.auction)
+    .process(TopBids {
+        top: ValueState::new("top-bids"),
+    })
+    .name("top-10")
+    .sink(QuerySink::from_arg(env.arg_or("output", "discard")))
+    .name("out");
+}
+
+// ---------------------------------------------------------------------------------------
+// q20: expand bids with their auction (incremental join).
+
+/// q20's result: a bid with its auction's fields.
+#[weir::record]
+#[derive(PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Q20 {
+    /// Auction.
+    pub auction: u64,
+    /// Bidder.
+    pub bidder: u64,
+    /// Price (cents).
+    pub price: u64,
+    /// Channel.
+    pub channel: String,
+    /// URL.
+    pub url: String,
+    /// The bid's time.
+    pub date_time: i64,
+    /// The bid's padding.
+    pub extra: String,
+    /// Item name.
+    pub item_name: String,
+    /// Description.
+    pub description: String,
+    /// Initial bid.
+    pub initial_bid: u64,
+    /// Reserve.
+    pub reserve: u64,
+    /// The auction's time.
+    pub auction_date_time: i64,
+    /// Expiry.
+    pub expires: i64,
+    /// Seller.
+    pub seller: u64,
+    /// Category (10).
+    pub category: u64,
+    /// The auction's padding.
+    pub auction_extra: String,
+}
+
+/// A bid joined with its auction.
+pub fn q20_row(b: Bid, a: &Auction) -> Q20 {
+    Q20 {
+        auction: b.auction,
+        bidder: b.bidder,
+        price: b.price,
+        channel: b.channel,
+        url: b.url,
+        date_time: b.date_time,
+        extra: b.extra,
+        item_name: a.item_name.clone(),
+        description: a.description.clone(),
+        initial_bid: a.initial_bid,
+        reserve: a.reserve,
+        auction_date_time: a.date_time,
+        expires: a.expires,
+        seller: a.seller,
+        category: a.category,
+        auction_extra: a.extra.clone(),
+    }
+}
+
+/// q20's join per auction id: the auction once seen (or that it is not in category 10),
+/// the bids that came before it.
+pub struct ExpandBids {
+    /// The auction, if in category 10.
+    pub auction: ValueState<Auction>,
+    /// Set when the auction is in another category: its bids are dropped.
+    pub other: ValueState<bool>,
+    /// Bids of an auction not seen yet.
+    pub waiting: ListState<Bid>,
+}
+
+impl ExpandBids {
+    /// Fresh state descriptors.
+    pub fn new() -> Self {
+        ExpandBids {
+            auction: ValueState::new("auction"),
+            other: ValueState::new("other-category"),
+            waiting: ListState::new("waiting-bids"),
+        }
+    }
+}
+
+impl Default for ExpandBids {
+    fn default() -> Self {
+        ExpandBids::new()
+    }
+}
+
+impl KeyedCoProcessFunction<u64, Bid, Auction> for ExpandBids {
+    type Out = Q20;
+
+    fn process_element1(&mut self, b: Bid, ctx: &mut Context<'_, u64, Q20>) {
+        if let Some(a) = ctx.value(&self.auction) {
+            ctx.emit(q20_row(b, &a));
+        } else if ctx.value(&self.other).is_none() {
+            ctx.add(&self.waiting, b);
+        }
+    }
+
+    fn process_element2(&mut self, a: Auction, ctx: &mut Context<'_, u64, Q20>) {
+        let waiting = ctx.list(&self.waiting);
+        ctx.clear_list(&self.waiting);
+        if a.category == 10 {
+            for b in waiting {
+                ctx.emit(q20_row(b, &a));
+            }
+            ctx.update(&self.auction, a);
+        } else {
+            ctx.update(&self.other, true);
+        }
+    }
+}
+
+/// q20: expand bid — every bid on an auction of category 10, with the auction's fields
+/// (a regular, non-windowed join).
+#[weir::job(name = "nexmark-q20", main = false)]
+pub fn q20(env: &mut Env) {
+    let _query = env.arg("query");
+    let events = env
+        .source(NexmarkSource::from_args(
+            env.arg_or("events", "1000000"),
+            env.arg_or("event_rate", "10000"),
+            env.arg_or("base_time", "1704067200000"),
+            env.arg_or("pace", "0"),
+        ))
+        .name("events")
+        .watermarks(BoundedOutOfOrderness::seconds(4), |e| e.date_time())
+        .name("event-time");
+    let auctions = events
+        .flat_map(|e| e.into_auction().into_iter())
+        .name("auctions");
+    events
+        .flat_map(|e| e.into_bid().into_iter())
+        .name("bids")
+        .key_by(|b| b.auction)
+        .connect(auctions.key_by(|a| a.id))
+        .process(ExpandBids::new())
+        .name("auction-join")
+        .sink(QuerySink::from_arg(env.arg_or("output", "discard")))
+        .name("out");
+}

@@ -13,8 +13,11 @@
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use weir_nexmark::queries::{Q1, Q11, Q2, Q3, Q5, Q8};
+use weir_nexmark::queries::{
+    FinalPrice, Q1, Q11, Q12, Q14, Q17, Q2, Q20, Q21, Q22, Q3, Q4, Q5, Q8,
+};
 use weir_nexmark::{Auction, Bid, Event, GeneratorConfig, Person};
+use weir_runtime::changelog::{Change, Materialized};
 use weir_runtime::serde::de::DeserializeOwned;
 use weir_runtime::testing::{assert_all_succeeded, read_parts, JobBinary, Shape, TempDir};
 
@@ -24,15 +27,41 @@ const EVENTS: u64 = 100_000;
 const EVENT_RATE: u64 = 100;
 
 fn config() -> GeneratorConfig {
+    config_at(EVENT_RATE)
+}
+
+fn config_at(rate: u64) -> GeneratorConfig {
     GeneratorConfig {
         events: Some(EVENTS),
-        event_rate: EVENT_RATE,
+        event_rate: rate,
         ..GeneratorConfig::default()
     }
 }
 
 fn events() -> Vec<Event> {
     config().events(EVENTS)
+}
+
+fn bids_at(rate: u64) -> Vec<Bid> {
+    config_at(rate)
+        .events(EVENTS)
+        .into_iter()
+        .filter_map(Event::into_bid)
+        .collect()
+}
+
+/// The final table of a changelog.
+fn materialize<T: Eq + std::hash::Hash + Clone + Ord>(
+    query: &str,
+    changes: Vec<Change<T>>,
+) -> Vec<T> {
+    let mut table = Materialized::new();
+    for c in changes {
+        table.apply(c);
+    }
+    table
+        .rows()
+        .unwrap_or_else(|e| panic!("{query}: the changelog does not apply: {e}"))
 }
 
 fn bids() -> Vec<Bid> {
@@ -59,15 +88,21 @@ fn job() -> JobBinary {
 
 /// Run `query` in 2 processes × 2 workers on the test's events; its output records.
 fn run_query<T: DeserializeOwned>(query: &str) -> Vec<T> {
+    run_query_with(query, EVENT_RATE, &[])
+}
+
+/// [`run_query`] at another event rate, with more job arguments.
+fn run_query_with<T: DeserializeOwned>(query: &str, rate: u64, more: &[&str]) -> Vec<T> {
     let dir = TempDir::new(&format!("nexmark-{query}"));
     let out = dir.join("out");
     let args: Vec<String> = [
         format!("query={query}"),
         format!("events={EVENTS}"),
-        format!("event_rate={EVENT_RATE}"),
+        format!("event_rate={rate}"),
         format!("output={}", out.display()),
     ]
     .into_iter()
+    .chain(more.iter().map(|a| a.to_string()))
     .flat_map(|a| ["--arg".to_string(), a])
     .collect();
     let runs = job().run_shape(Shape::procs(2, 2), dir.path(), &args);
@@ -316,4 +351,298 @@ fn q11_reports_every_bidder_session() {
     }
     assert!(want.len() >= 1000, "{} sessions", want.len());
     assert_same("q11", got, want);
+}
+
+#[test]
+fn q4_averages_the_final_price_of_each_category() {
+    let changes: Vec<Change<Q4>> = run_query("q4");
+    let got = materialize("q4", changes);
+    let auctions: HashMap<u64, Auction> = auctions().into_iter().map(|a| (a.id, a)).collect();
+    let mut final_price: BTreeMap<u64, FinalPrice> = BTreeMap::new();
+    for b in bids() {
+        let Some(a) = auctions.get(&b.auction) else {
+            continue;
+        };
+        if b.date_time < a.date_time || b.date_time > a.expires {
+            continue;
+        }
+        let e = final_price.entry(a.id).or_insert(FinalPrice {
+            category: a.category,
+            auction: a.id,
+            price: 0,
+        });
+        e.price = e.price.max(b.price);
+    }
+    let mut per_category: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for f in final_price.values() {
+        let e = per_category.entry(f.category).or_default();
+        e.0 += f.price;
+        e.1 += 1;
+    }
+    let want: Vec<Q4> = per_category
+        .into_iter()
+        .map(|(category, (sum, n))| Q4 {
+            category,
+            avg: sum / n,
+        })
+        .collect();
+    assert_eq!(want.len(), 5, "{want:?}");
+    assert_same("q4", got, want);
+}
+
+#[test]
+fn q12_counts_every_bid_once_in_well_formed_processing_time_windows() {
+    let started = now_ms();
+    // Paced to 8000 events/s: 12.5 s of wall clock, so at least two 10 s windows.
+    let got: Vec<Q12> = run_query_with("q12", EVENT_RATE, &["pace=8000"]);
+    let ended = now_ms();
+    let mut want: BTreeMap<u64, u64> = BTreeMap::new();
+    for b in bids() {
+        *want.entry(b.bidder).or_default() += 1;
+    }
+    let mut counted: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for r in &got {
+        assert_eq!(r.window_end - r.window_start, 10_000, "{r:?}");
+        assert_eq!(r.window_start.rem_euclid(10_000), 0, "{r:?}");
+        assert!(
+            r.window_end > started && r.window_start <= ended,
+            "window outside the run ({started}..{ended}): {r:?}"
+        );
+        assert!(r.bid_count > 0, "{r:?}");
+        assert!(
+            seen.insert((r.bidder, r.window_start)),
+            "window reported twice: {r:?}"
+        );
+        *counted.entry(r.bidder).or_default() += r.bid_count;
+    }
+    assert_eq!(counted, want, "every bid counted exactly once");
+    let windows: BTreeSet<i64> = got.iter().map(|r| r.window_start).collect();
+    assert!(windows.len() >= 2, "{windows:?}");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[test]
+fn q14_converts_filters_and_classifies_bids_over_a_whole_day() {
+    // One event per second: 10^5 events span 27.8 hours, every hour of the day.
+    let key = |r: &Q14| (r.date_time, r.auction, r.bidder, r.extra.clone());
+    let mut got: Vec<Q14> = run_query_with("q14", 1, &[]);
+    let mut want: Vec<Q14> = bids_at(1)
+        .into_iter()
+        .filter_map(|b| {
+            let price = b.price as f64 * 0.908;
+            if price <= 1_000_000.0 || price >= 50_000_000.0 {
+                return None;
+            }
+            let hour = (b.date_time / 1000 / 3600) % 24;
+            let kind = match hour {
+                8..=18 => "dayTime",
+                0..=6 | 20..=23 => "nightTime",
+                _ => "otherTime",
+            };
+            Some(Q14 {
+                auction: b.auction,
+                bidder: b.bidder,
+                price: json_roundtrip(price),
+                bid_time_type: kind.to_string(),
+                date_time: b.date_time,
+                c_counts: b.extra.matches('c').count() as u64,
+                extra: b.extra,
+            })
+        })
+        .collect();
+    let kinds: BTreeSet<&str> = want.iter().map(|r| r.bid_time_type.as_str()).collect();
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    got.sort_by_key(key);
+    want.sort_by_key(key);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w);
+    }
+}
+
+#[test]
+fn q17_summarises_each_auction_per_day() {
+    let got: Vec<Q17> = run_query_with("q17", 1, &[]);
+    let mut groups: BTreeMap<(u64, i64), Vec<u64>> = BTreeMap::new();
+    for b in bids_at(1) {
+        groups
+            .entry((b.auction, b.date_time / 86_400_000))
+            .or_default()
+            .push(b.price);
+    }
+    let want: Vec<Q17> = groups
+        .into_iter()
+        .map(|((auction, day), ps)| {
+            let sum: u64 = ps.iter().sum();
+            Q17 {
+                auction,
+                // The test's events start on 2024-01-01 and last 28 hours.
+                day: match day - 1_704_067_200_000 / 86_400_000 {
+                    0 => "2024-01-01".to_string(),
+                    1 => "2024-01-02".to_string(),
+                    d => panic!("day {d}"),
+                },
+                total_bids: ps.len() as u64,
+                rank1_bids: ps.iter().filter(|&&p| p < 10_000).count() as u64,
+                rank2_bids: ps.iter().filter(|&&p| p >= 10_000 && p < 1_000_000).count() as u64,
+                rank3_bids: ps.iter().filter(|&&p| p >= 1_000_000).count() as u64,
+                min_price: *ps.iter().min().unwrap(),
+                max_price: *ps.iter().max().unwrap(),
+                avg_price: sum / ps.len() as u64,
+                sum_price: sum,
+            }
+        })
+        .collect();
+    let days: BTreeSet<&str> = want.iter().map(|r| r.day.as_str()).collect();
+    assert_eq!(days.len(), 2);
+    assert_same("q17", got, want);
+}
+
+/// q18's and q19's tie-breaks, written out here: the later bid, then the higher price,
+/// then channel, url, extra.
+fn later(a: &Bid, b: &Bid) -> bool {
+    (a.date_time, a.price, &a.channel, &a.url, &a.extra)
+        > (b.date_time, b.price, &b.channel, &b.url, &b.extra)
+}
+
+#[test]
+fn q18_keeps_the_last_bid_of_every_bidder_on_every_auction() {
+    let changes: Vec<Change<Bid>> = run_query("q18");
+    assert!(
+        changes.iter().any(|c| matches!(c, Change::UpdateBefore(_))),
+        "some bidders bid twice on an auction"
+    );
+    let got = materialize("q18", changes);
+    let mut last: HashMap<(u64, u64), Bid> = HashMap::new();
+    for b in bids() {
+        match last.get(&(b.bidder, b.auction)) {
+            Some(old) if !later(&b, old) => {}
+            _ => {
+                last.insert((b.bidder, b.auction), b);
+            }
+        }
+    }
+    assert_same("q18", got, last.into_values().collect());
+}
+
+#[test]
+fn q19_keeps_the_ten_highest_bids_of_every_auction() {
+    let changes: Vec<Change<Bid>> = run_query("q19");
+    assert!(changes.iter().any(|c| matches!(c, Change::Delete(_))));
+    let got = materialize("q19", changes);
+    let mut per_auction: BTreeMap<u64, Vec<Bid>> = BTreeMap::new();
+    for b in bids() {
+        per_auction.entry(b.auction).or_default().push(b);
+    }
+    let mut want = Vec::new();
+    for (_, mut bs) in per_auction {
+        bs.sort_by(|a, b| {
+            b.price
+                .cmp(&a.price)
+                .then(a.date_time.cmp(&b.date_time))
+                .then(a.bidder.cmp(&b.bidder))
+                .then((&a.channel, &a.url, &a.extra).cmp(&(&b.channel, &b.url, &b.extra)))
+        });
+        bs.truncate(10);
+        want.extend(bs);
+    }
+    assert_same("q19", got, want);
+}
+
+#[test]
+fn q20_expands_bids_on_category_10_auctions() {
+    let got: Vec<Q20> = run_query("q20");
+    let auctions: HashMap<u64, Auction> = auctions()
+        .into_iter()
+        .filter(|a| a.category == 10)
+        .map(|a| (a.id, a))
+        .collect();
+    let want: Vec<Q20> = bids()
+        .into_iter()
+        .filter_map(|b| {
+            let a = auctions.get(&b.auction)?;
+            Some(Q20 {
+                auction: b.auction,
+                bidder: b.bidder,
+                price: b.price,
+                channel: b.channel,
+                url: b.url,
+                date_time: b.date_time,
+                extra: b.extra,
+                item_name: a.item_name.clone(),
+                description: a.description.clone(),
+                initial_bid: a.initial_bid,
+                reserve: a.reserve,
+                auction_date_time: a.date_time,
+                expires: a.expires,
+                seller: a.seller,
+                category: a.category,
+                auction_extra: a.extra.clone(),
+            })
+        })
+        .collect();
+    assert!(want.len() >= 1000, "{}", want.len());
+    assert_same("q20", got, want);
+}
+
+#[test]
+fn q21_adds_a_channel_id() {
+    let got: Vec<Q21> = run_query("q21");
+    let want: Vec<Q21> = bids()
+        .into_iter()
+        .filter_map(|b| {
+            let id = match b.channel.to_lowercase().as_str() {
+                "apple" => "0".to_string(),
+                "google" => "1".to_string(),
+                "facebook" => "2".to_string(),
+                "baidu" => "3".to_string(),
+                _ => b
+                    .url
+                    .split('&')
+                    .find_map(|part| part.strip_prefix("channel_id="))?
+                    .to_string(),
+            };
+            Some(Q21 {
+                auction: b.auction,
+                bidder: b.bidder,
+                price: b.price,
+                channel: b.channel,
+                channel_id: id,
+            })
+        })
+        .collect();
+    let from_url = want.iter().filter(|r| r.channel_id.len() > 1).count();
+    assert!(from_url >= 1000 && from_url < want.len(), "{from_url}");
+    assert!(want.len() < bids().len(), "some bids have no channel id");
+    assert_same("q21", got, want);
+}
+
+#[test]
+fn q22_splits_the_url_into_directories() {
+    let got: Vec<Q22> = run_query("q22");
+    let want: Vec<Q22> = bids()
+        .into_iter()
+        .map(|b| {
+            let parts: Vec<&str> = b.url.split('/').collect();
+            let dir = |i: usize| parts.get(i).map(|s| s.to_string());
+            Q22 {
+                auction: b.auction,
+                bidder: b.bidder,
+                price: b.price,
+                dir1: dir(3),
+                dir2: dir(4),
+                dir3: dir(5),
+                channel: b.channel,
+            }
+        })
+        .collect();
+    assert!(want.iter().all(|r| r.dir3.is_some()));
+    assert_same("q22", got, want);
 }
