@@ -19,8 +19,11 @@ pub use event::{Auction, Bid, Event, Person};
 pub use sink::QuerySink;
 pub use source::{GeneratorConfig, NexmarkSource};
 
-/// The queries this crate implements, by name, with the job each one compiles to.
-pub const QUERIES: &[(&str, fn() -> weir::runtime::job::Job)] = &[
+/// A query's job, as `#[weir::job]` generates it.
+pub type JobFn = fn() -> weir::runtime::job::Job;
+
+/// The queries this crate implements, by name.
+pub const QUERIES: &[(&str, JobFn)] = &[
     ("q0", queries::q0),
     ("q1", queries::q1),
     ("q2", queries::q2),

@@ -84,7 +84,7 @@ impl GeneratorConfig {
                 )
             })?;
         let pace = match pace.trim().parse::<f64>() {
-            Ok(p) if p == 0.0 => None,
+            Ok(p) if p.abs() < f64::MIN_POSITIVE => None,
             Ok(p) if p.is_finite() && p > 0.0 => Some(p),
             _ => {
                 return Err(format!(

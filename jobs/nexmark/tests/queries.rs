@@ -491,7 +491,10 @@ fn q17_summarises_each_auction_per_day() {
                 },
                 total_bids: ps.len() as u64,
                 rank1_bids: ps.iter().filter(|&&p| p < 10_000).count() as u64,
-                rank2_bids: ps.iter().filter(|&&p| p >= 10_000 && p < 1_000_000).count() as u64,
+                rank2_bids: ps
+                    .iter()
+                    .filter(|&&p| (10_000..1_000_000).contains(&p))
+                    .count() as u64,
                 rank3_bids: ps.iter().filter(|&&p| p >= 1_000_000).count() as u64,
                 min_price: *ps.iter().min().unwrap(),
                 max_price: *ps.iter().max().unwrap(),
