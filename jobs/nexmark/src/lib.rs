@@ -10,6 +10,7 @@
 //!     --arg events=1000000 --arg event_rate=10000 --arg output=out/q5
 //! ```
 
+pub mod bench;
 pub mod event;
 pub mod queries;
 pub mod sink;

@@ -5,6 +5,7 @@
 //! ```text
 //! nexmark run --workers 4 --arg query=q5 --arg events=1000000 --arg output=out/q5
 //! nexmark explain --workers 4 --arg query=q5
+//! nexmark bench --events 10000000 --workers 2          # every query, throughput and memory
 //! ```
 
 use std::ffi::OsString;
@@ -13,6 +14,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let mut argv: Vec<OsString> = std::env::args_os().collect();
+    match argv.get(1).map(|a| a.to_string_lossy()) {
+        Some(c) if c == "bench" => return weir_nexmark::bench::main(&argv[2..]),
+        Some(c) if c == "__bench-one" => return weir_nexmark::bench::one(&argv[2..]),
+        _ => {}
+    }
     let names: Vec<&str> = weir_nexmark::QUERIES.iter().map(|(n, _)| *n).collect();
     let Some(name) = weir_nexmark::query_arg(&argv) else {
         if argv
