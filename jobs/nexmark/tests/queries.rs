@@ -13,6 +13,7 @@
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::time::Duration;
 use weir_nexmark::queries::{
     FinalPrice, Q1, Q11, Q12, Q14, Q17, Q2, Q20, Q21, Q22, Q3, Q4, Q5, Q8,
 };
@@ -82,8 +83,10 @@ fn auctions() -> Vec<Auction> {
         .collect()
 }
 
+/// The binary, with room for a debug build on a loaded 2-core machine (a query takes 2 to
+/// 20 s there).
 fn job() -> JobBinary {
-    JobBinary::new(env!("CARGO_BIN_EXE_nexmark"))
+    JobBinary::new(env!("CARGO_BIN_EXE_nexmark")).with_timeout(Duration::from_secs(240))
 }
 
 /// Run `query` in 2 processes × 2 workers on the test's events; its output records.
