@@ -5,7 +5,9 @@
 //! that its peak RSS is its own: the child runs the query in-process on `--workers` threads
 //! (`weir::runtime::worker::run_local`, results discarded), times it and reports
 //! `VmHWM` from `/proc/self/status`. The generator's cost is measured the same way by
-//! generating the same events on the same number of threads without a dataflow.
+//! generating the same events on the same number of threads without a dataflow, and q1 and
+//! q5 also run as hand-written timely programs (`timely-q1`, `timely-q5`, see
+//! [`crate::timely_ref`]).
 
 use crate::source::GeneratorConfig;
 use std::ffi::OsString;
@@ -117,7 +119,15 @@ pub fn main(args: &[OsString]) -> ExitCode {
         gen.peak_rss_kb / 1024
     );
     let mut failed = false;
+    let mut runs: Vec<String> = Vec::new();
     for q in &o.queries {
+        runs.push(q.clone());
+        if q == "q1" || q == "q5" {
+            // The same query written by hand on timely, for comparison.
+            runs.push(format!("timely-{q}"));
+        }
+    }
+    for q in &runs {
         match child(&o, q) {
             Ok(m) => {
                 // Net of the generator: the time the query spent beyond generating.
@@ -194,8 +204,17 @@ pub fn one(args: &[OsString]) -> ExitCode {
         return ExitCode::from(2);
     };
     let start = Instant::now();
+    let cfg = GeneratorConfig {
+        events: Some(events),
+        event_rate: rate,
+        ..GeneratorConfig::default()
+    };
     if name == "generator" {
         generate(events, workers.max(1), rate);
+    } else if name == "timely-q1" {
+        std::hint::black_box(crate::timely_ref::q1(&cfg, workers.max(1)));
+    } else if name == "timely-q5" {
+        std::hint::black_box(crate::timely_ref::q5(&cfg, workers.max(1)));
     } else {
         let Some(job) = crate::query(name) else {
             eprintln!("error: no query {name}");

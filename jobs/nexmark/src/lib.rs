@@ -15,6 +15,7 @@ pub mod event;
 pub mod queries;
 pub mod sink;
 pub mod source;
+pub mod timely_ref;
 
 pub use event::{Auction, Bid, Event, Person};
 pub use sink::QuerySink;
