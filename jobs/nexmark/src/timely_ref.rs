@@ -139,10 +139,7 @@ pub fn q5(cfg: &GeneratorConfig, workers: usize) -> Vec<Q5> {
                         };
                         let mut session = output.session(c);
                         // Fire every window [end − 10 s, end) with end − 1 ≤ wm that holds a pane.
-                        loop {
-                            let Some(&first) = panes.keys().next() else {
-                                break;
-                            };
+                        while let Some(&first) = panes.keys().next() {
                             let end = (first + Q5_SLIDE_MS).max(fired_until + Q5_SLIDE_MS);
                             if end - 1 > wm {
                                 break;
