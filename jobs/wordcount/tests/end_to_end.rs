@@ -743,3 +743,33 @@ fn exhausted_restarts_stop_the_job_keep_the_checkpoint_and_a_rerun_resumes() {
     let expected = expected_counts(&run.text);
     assert!(got == expected, "{}", diff(&expected, &got));
 }
+
+/// Two nodes, one launcher each: a process killed on node 1 makes node 0's process lose
+/// its connections and fail too; both launchers restart their processes, which reconnect,
+/// agree on the last complete checkpoint and finish with exactly-once output.
+#[test]
+fn a_process_killed_on_another_node_restarts_the_whole_cluster_exactly_once() {
+    let run = CheckpointedRun::new(150_000, &[]);
+    let cluster = LocalCluster::new(run.dir.path(), 2, 1);
+    let mut node0 = job().spawn_node(&cluster, 0, 2, &run.args);
+    let node1 = job().spawn_node(&cluster, 1, 2, &run.args);
+    wait_for_a_complete_checkpoint(&run.out_dir(), &mut node0);
+    let victim = wait_for_children(node1.pid(), 1, Duration::from_secs(20))[0];
+    send_signal(victim, 9);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let outs = [node0.wait_until(deadline), node1.wait_until(deadline)];
+    for out in &outs {
+        out.assert_success();
+        assert!(out.stderr.contains("restoring from checkpoint"), "{out}");
+    }
+    assert!(
+        outs[1]
+            .stderr
+            .contains("restarting the processes of node 1"),
+        "{}",
+        outs[1]
+    );
+    let got = final_counts(&weir_runtime::testing::read_rolled_records(&run.out_dir()));
+    let expected = expected_counts(&run.text);
+    assert!(got == expected, "{}", diff(&expected, &got));
+}
