@@ -76,6 +76,7 @@ fn a_slow_sink_holds_the_source_back() {
     let options = weir::runtime::worker::LocalOptions {
         epoch: Duration::from_millis(50),
         records_per_step: step,
+        checkpoints: None,
     };
     let summary = weir::runtime::worker::run_local_with(pipeline(), 2, &[], options).unwrap();
     assert_eq!(summary.records_in, RECORDS);

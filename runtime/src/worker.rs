@@ -323,12 +323,14 @@ pub fn run_local(job: Job, workers: usize, args: &[(&str, &str)]) -> Result<RunS
 }
 
 /// Settings of [`run_local_with`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LocalOptions {
     /// Length of a tick (`run --epoch-ms`).
     pub epoch: Duration,
     /// See [`RunConfig::records_per_step`].
     pub records_per_step: usize,
+    /// Checkpoints, if the run takes them.
+    pub checkpoints: Option<CheckpointConfig>,
 }
 
 impl Default for LocalOptions {
@@ -336,6 +338,7 @@ impl Default for LocalOptions {
         LocalOptions {
             epoch: Duration::from_millis(50),
             records_per_step: RECORDS_PER_STEP,
+            checkpoints: None,
         }
     }
 }
@@ -368,7 +371,7 @@ pub fn run_local_with(
             physical,
             env,
             epoch,
-            checkpoints: None,
+            checkpoints: options.checkpoints,
             max_epochs_ahead: MAX_EPOCHS_AHEAD,
             records_per_step: options.records_per_step,
         },
