@@ -18,6 +18,7 @@ pub use sink::{KafkaSink, KafkaSinkWriter, KeyFn, RoundRobin};
 pub use source::{KafkaSource, KafkaSourceReader, StartFrom};
 
 use crate::error::{Result, RuntimeError};
+use rskafka::client::partition::{OffsetAt, PartitionClient};
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::BackoffConfig;
 use std::time::Duration;
@@ -105,6 +106,16 @@ async fn partitions_of(
     }
 }
 
+/// The end of a partition: the offset the next record produced to it will get (its high
+/// watermark). Taken from a fetch response as well as from a list-offsets request, because
+/// some brokers (tansu 0.6) answer the latter with the base offset of the last batch + 1.
+async fn partition_end(pc: &PartitionClient) -> rskafka::client::error::Result<i64> {
+    let listed = pc.get_offset(OffsetAt::Latest).await?;
+    let earliest = pc.get_offset(OffsetAt::Earliest).await?;
+    let (_, high_watermark) = pc.fetch_records(earliest, 1..65_536, 10).await?;
+    Ok(listed.max(high_watermark))
+}
+
 /// A file name part from an operator name.
 fn file_safe(name: &str) -> String {
     name.chars()
@@ -146,3 +157,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod broker_tests;

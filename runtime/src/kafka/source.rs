@@ -2,7 +2,9 @@
 //! text / bytes values, bounded or unbounded.
 
 use super::format::{self, DecodeFn, KafkaFormat};
-use super::{connect, file_safe, parse_brokers, partitions_of, runtime, DEFAULT_RETRY_TIMEOUT};
+use super::{
+    connect, file_safe, parse_brokers, partition_end, partitions_of, runtime, DEFAULT_RETRY_TIMEOUT,
+};
 use crate::data::EventTime;
 use crate::error::{Result, RuntimeError};
 use crate::sources::{
@@ -399,10 +401,7 @@ async fn setup(cfg: &FetchConfig) -> Result<(Vec<PartitionClient>, Vec<Split>)> 
             .partition_client(cfg.topic.clone(), partition, UnknownTopicHandling::Retry)
             .await
             .map_err(offset_error)?;
-        let latest = pc
-            .get_offset(OffsetAt::Latest)
-            .await
-            .map_err(offset_error)?;
+        let latest = partition_end(&pc).await.map_err(offset_error)?;
         let next = match &cfg.start {
             StartFrom::Earliest => pc
                 .get_offset(OffsetAt::Earliest)
