@@ -14,7 +14,7 @@ mod sink;
 mod source;
 
 pub use format::KafkaFormat;
-pub use sink::{KafkaSink, KafkaSinkWriter, KeyFn, RoundRobin};
+pub use sink::{partition_for_key, KafkaSink, KafkaSinkWriter, KeyFn, Partitioner, RoundRobin};
 pub use source::{KafkaSource, KafkaSourceReader, StartFrom};
 
 use crate::error::{Result, RuntimeError};

@@ -229,8 +229,9 @@ pub(crate) fn murmur2(data: &[u8]) -> i32 {
     h as i32
 }
 
-/// The partition (index into `0..partitions`) Kafka's default partitioner gives `key`.
-pub(crate) fn partition_for_key(key: &[u8], partitions: usize) -> usize {
+/// The partition (index into `0..partitions`) Kafka's default partitioner gives `key`, and
+/// so [`KafkaSink::key_by`]: `murmur2(key) & 0x7fffffff mod partitions`, as the Java client.
+pub fn partition_for_key(key: &[u8], partitions: usize) -> usize {
     (murmur2(key) & 0x7fff_ffff) as usize % partitions.max(1)
 }
 

@@ -166,6 +166,13 @@ impl<T> KafkaSource<T> {
         self
     }
 
+    /// [`KafkaSource::bounded`] when `bounded` is true (e.g. from a job argument), else keep
+    /// reading.
+    pub fn bounded_if(mut self, bounded: bool) -> Self {
+        self.bounded = bounded;
+        self
+    }
+
     /// What to do with a message that cannot be decoded (default: [`BadRecordPolicy::Skip`]).
     /// Dead letters go to `<dir>/dead-letter-<operator>-<instance>.jsonl`, one JSON object per
     /// message: `{"source", "topic", "partition", "offset", "error", "raw"}`.
