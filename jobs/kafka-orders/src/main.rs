@@ -9,8 +9,8 @@
 //! stops holding event time back. Malformed messages are skipped and counted, or written to
 //! `--arg dead_letter=DIR` with their partition and offset.
 //!
-//! Brokers and topics are job arguments (`--arg brokers=host:port,…`); with `--arg
-//! bounded=true` the job reads each partition up to its end at start and stops (a batch
+//! Brokers and topics are job arguments (`--arg brokers=host:port,…`, or the environment
+//! variable `KAFKA_BROKERS`); with `--arg bounded=true` the job reads each partition up to its end at start and stops (a batch
 //! run), otherwise it keeps reading.
 //!
 //! ```text
@@ -85,10 +85,16 @@ fn bad_records(dir: String) -> BadRecordPolicy {
 
 #[weir::job(name = "kafka-orders")]
 fn pipeline(env: &mut Env) {
+    // `--arg brokers=…`, else the environment's KAFKA_BROKERS (an empty list is an error at
+    // start naming the operator).
+    let brokers = env.arg_or(
+        "brokers",
+        std::env::var("KAFKA_BROKERS").unwrap_or_default(),
+    );
     let bounded = env.arg_or("bounded", "false") == "true";
     let sales = env
         .source(
-            KafkaSource::json::<Order>(env.arg("brokers"), env.arg("orders"))
+            KafkaSource::json::<Order>(brokers.clone(), env.arg("orders"))
                 .start(StartFrom::Earliest)
                 .bounded_if(bounded)
                 .on_bad_record(bad_records(env.arg_or("dead_letter", ""))),
@@ -104,7 +110,7 @@ fn pipeline(env: &mut Env) {
         .map(|o| to_sale(&o))
         .name("with-tax")
         .sink(
-            KafkaSink::json::<Sale>(env.arg("brokers"), env.arg("sales"))
+            KafkaSink::json::<Sale>(brokers.clone(), env.arg("sales"))
                 .key_by(|s| s.customer.clone()),
         )
         .name("sales");
@@ -126,7 +132,7 @@ fn pipeline(env: &mut Env) {
         })
         .name("per-minute")
         .sink(
-            KafkaSink::json::<MinuteTotal>(env.arg("brokers"), env.arg("totals"))
+            KafkaSink::json::<MinuteTotal>(brokers.clone(), env.arg("totals"))
                 .key_by(|t| t.customer.clone()),
         )
         .name("totals");

@@ -13,11 +13,12 @@
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 use weir_runtime::kafka::partition_for_key;
 use weir_runtime::testing::kafka::{
     brokers, create_topic, produce, read_topic, unique_topic, Message,
 };
-use weir_runtime::testing::{assert_all_succeeded, JobBinary, Shape, TempDir};
+use weir_runtime::testing::{assert_all_succeeded, run_with_timeout, JobBinary, Shape, TempDir};
 
 fn job() -> JobBinary {
     JobBinary::new(env!("CARGO_BIN_EXE_kafka-orders"))
@@ -237,30 +238,48 @@ fn kafka_to_kafka_matches_plain_rust_in_every_shape() {
     }
 }
 
-#[test]
-fn a_missing_topic_is_one_clear_error_at_start() {
-    let b = brokers();
-    let dir = TempDir::new("kafka-missing");
-    let out = job().run_single(
-        2,
-        &[
-            "--arg",
-            &format!("brokers={b}"),
-            "--arg",
-            "orders=no-such-orders-topic",
-            "--arg",
-            "sales=x",
-            "--arg",
-            "totals=y",
-            "--arg",
-            "bounded=true",
-        ],
-    );
+/// `KafkaSource`'s errors are the job's one error line at start (after the run's log lines).
+fn last_error_line(cmd: std::process::Command) -> String {
+    let out = run_with_timeout(cmd, Duration::from_secs(60));
     assert_eq!(out.code(), Some(1), "{out}");
-    let last = out.stderr_lines().last().copied().unwrap_or_default();
+    out.stderr_lines()
+        .last()
+        .copied()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn brokers_come_from_the_environment_and_a_missing_topic_is_one_clear_error() {
+    let b = brokers();
+    let topics = [
+        "--arg",
+        "orders=no-such-orders-topic",
+        "--arg",
+        "sales=x",
+        "--arg",
+        "totals=y",
+        "--arg",
+        "bounded=true",
+    ];
+    let mut args = vec!["run", "--workers", "2"];
+    args.extend(topics);
+    // No `--arg brokers`: KAFKA_BROKERS is used, and reaches the broker.
+    let mut cmd = job().command(&args);
+    cmd.env("KAFKA_BROKERS", &b);
+    let line = last_error_line(cmd);
     assert!(
-        last.starts_with("error: operator `orders`: kafka source `orders`: topic `no-such-orders-topic` does not exist"),
-        "{out}"
+        line.starts_with(&format!(
+            "error: operator `orders`: kafka source `orders`: topic `no-such-orders-topic` does not exist on {b}"
+        )),
+        "{line}"
     );
-    drop(dir);
+    // Neither: an empty broker list, named.
+    let mut cmd = job().command(&args);
+    cmd.env_remove("KAFKA_BROKERS");
+    let line = last_error_line(cmd);
+    assert!(
+        line.contains("kafka source `orders`: the broker list is empty"),
+        "{line}"
+    );
 }
