@@ -51,10 +51,13 @@ const BAD: [&str; 3] = [
     r#"{"order_id":1,"customer":"c1"}"#,
 ];
 
+/// A message to produce: its key and value.
+type KeyValue = (Option<Vec<u8>>, Vec<u8>);
+
 /// The orders topic; returns the offsets of the malformed messages.
 fn fill_orders(b: &str, topic: &str) -> Vec<i64> {
     create_topic(b, topic, PARTITIONS);
-    let mut per: BTreeMap<i32, Vec<(Option<Vec<u8>>, Vec<u8>)>> = BTreeMap::new();
+    let mut per: BTreeMap<i32, Vec<KeyValue>> = BTreeMap::new();
     let mut bad_offsets = Vec::new();
     for i in 0..ORDERS {
         let (p, o) = order(i);

@@ -95,6 +95,8 @@ pub(crate) fn encode_text(record: &String, out: &mut Vec<u8>) -> Result<(), Stri
     Ok(())
 }
 
+// The signature is `EncodeFn<Vec<u8>>`'s.
+#[allow(clippy::ptr_arg)]
 pub(crate) fn encode_bytes(record: &Vec<u8>, out: &mut Vec<u8>) -> Result<(), String> {
     out.extend_from_slice(record);
     Ok(())

@@ -275,6 +275,10 @@ impl<T: 'static, P: Partitioner<T>> Sink<T> for KafkaSink<T, P> {
             Ok::<_, RuntimeError>(clients)
         })?;
         let n = clients.len();
+        if ctx.instance == 0 {
+            // `explain` does not show sinks' guarantees yet; the log says it at start.
+            tracing::info!(operator = %ctx.operator, partitions = n, "{} — {}", Sink::<T>::describe(self), "at-least-once: records since the last completed epoch may be produced again after a failure");
+        }
         Ok(KafkaSinkWriter {
             what,
             encode: self.encode,

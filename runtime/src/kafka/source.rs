@@ -255,12 +255,15 @@ struct Split {
     done: bool,
 }
 
+/// A message's offset and value.
+type OffsetValue = (i64, Option<Vec<u8>>);
+
 /// What the fetch thread sends the reader.
 enum Fetched {
     /// Records of split `split`, in offset order: `(offset, value)`.
     Batch {
         split: usize,
-        records: Vec<(i64, Option<Vec<u8>>)>,
+        records: Vec<OffsetValue>,
     },
     /// Split `split` reached its end (bounded).
     Done { split: usize },
@@ -313,6 +316,9 @@ impl<T: crate::data::Data + DeserializeOwned> Source for KafkaSource<T> {
         let splits = setup_rx.recv().map_err(|_| {
             RuntimeError::internal(format!("{what}: the fetch thread stopped during start-up"))
         })??;
+        if ctx.instance == 0 {
+            tracing::info!(operator = %ctx.operator, "{}", Source::describe(self));
+        }
         tracing::debug!(operator = %ctx.operator, instance = ctx.instance, partitions = ?splits.iter().map(|s| s.partition).collect::<Vec<_>>(), "kafka source opened");
         Ok(KafkaSourceReader {
             operator: ctx.operator.clone(),
@@ -494,7 +500,7 @@ impl PartitionFetch {
             };
             let (next, end) = (self.next, self.end);
             let mut last = None;
-            let batch: Vec<(i64, Option<Vec<u8>>)> = records
+            let batch: Vec<OffsetValue> = records
                 .into_iter()
                 .filter(|r| r.offset >= next)
                 .inspect(|r| last = Some(r.offset))
@@ -543,7 +549,7 @@ pub struct KafkaSourceReader<T> {
     splits: Vec<Split>,
     rx: mpsc::Receiver<Fetched>,
     /// The batch being handed downstream: its split and the records left.
-    batch: Option<(usize, std::vec::IntoIter<(i64, Option<Vec<u8>>)>)>,
+    batch: Option<(usize, std::vec::IntoIter<OffsetValue>)>,
     dead_letter: Option<(PathBuf, File)>,
     records: u64,
     bad: u64,

@@ -119,6 +119,8 @@ pub fn brokers() -> String {
     // Its own process group, so that the test runner's clean-up of this test leaves the
     // broker running for the next tests (it keeps nothing on disk).
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // Not waited for: the broker outlives this test, for the next ones.
+    #[allow(clippy::zombie_processes)]
     cmd.spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}; {how}", tansu.display()));
     let deadline = Instant::now() + Duration::from_secs(20);
