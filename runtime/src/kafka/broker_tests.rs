@@ -6,7 +6,7 @@ use super::*;
 use crate::error::ErrorDomain;
 use crate::sinks::{Sink, SinkContext, SinkWriter};
 use crate::sources::{BadRecordPolicy, Poll, Source, SourceContext, SourceReader};
-use crate::testing::kafka::{brokers, create_topic, produce, read_topic, unique_topic};
+use crate::testing::kafka::{brokers, create_topic, produce, produce_at, read_topic, unique_topic};
 use crate::testing::TempDir;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -421,4 +421,29 @@ fn empty_partitions_end_at_once_when_bounded() {
     let got = drain(&mut reader, None).unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(reader.positions(), [(0, 0), (1, 1), (2, 0)]);
+}
+
+#[test]
+fn start_from_a_timestamp_skips_older_records() {
+    let b = brokers();
+    let topic = unique_topic("time");
+    create_topic(&b, &topic, 1);
+    // Three batches, so that the broker can tell their times apart.
+    for (id, ts) in [(1, 1_000_000), (2, 2_000_000), (3, 3_000_000)] {
+        produce_at(&b, &topic, 0, vec![(None, order_json(id), ts)]);
+    }
+    let read = |start| {
+        let src = KafkaSource::json::<Order>(b.clone(), topic.clone())
+            .bounded()
+            .start(start);
+        drain(&mut src.open(&sctx(0, 1)).unwrap(), None)
+            .unwrap()
+            .iter()
+            .map(|o| o.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(read(StartFrom::Timestamp(1_500_000)), [2, 3]);
+    assert_eq!(read(StartFrom::Timestamp(3_000_000)), [3]);
+    assert_eq!(read(StartFrom::Timestamp(9_000_000)), Vec::<u64>::new());
+    assert_eq!(read(StartFrom::Earliest), [1, 2, 3]);
 }

@@ -32,7 +32,8 @@ pub enum StartFrom {
     /// Only records produced after the source started.
     Latest,
     /// The first record whose timestamp is at or after this time (ms since the Unix epoch);
-    /// partitions with none start at their end.
+    /// partitions with none start at their end. The broker's answer is checked (and, if it
+    /// is too early, corrected by reading forward) at start.
     Timestamp(EventTime),
     /// The given next offset per partition, e.g. positions a checkpoint stored
     /// ([`KafkaSourceReader::positions`]); a partition not listed starts at its earliest.
@@ -425,7 +426,7 @@ async fn setup(cfg: &FetchConfig) -> Result<(Vec<PartitionClient>, Vec<Split>)> 
                 let at = DateTime::<Utc>::from_timestamp_millis(*ms).ok_or_else(|| {
                     RuntimeError::user(format!("{what}: start timestamp {ms} is out of range"))
                 })?;
-                match pc
+                let listed = match pc
                     .get_offset(OffsetAt::Timestamp(at))
                     .await
                     .map_err(offset_error)?
@@ -433,7 +434,10 @@ async fn setup(cfg: &FetchConfig) -> Result<(Vec<PartitionClient>, Vec<Split>)> 
                     // No record at or after the time.
                     o if o < 0 => latest,
                     o => o.min(latest),
-                }
+                };
+                first_at_or_after(&pc, listed, latest, *ms)
+                    .await
+                    .map_err(offset_error)?
             }
             StartFrom::Offsets(given) => match given.iter().find(|(p, _)| *p == partition) {
                 Some(&(_, o)) => o,
@@ -453,6 +457,34 @@ async fn setup(cfg: &FetchConfig) -> Result<(Vec<PartitionClient>, Vec<Split>)> 
         clients.push(pc);
     }
     Ok((clients, splits))
+}
+
+/// The offset of the first record at or after `from` whose timestamp is at least `ms`, or
+/// `end` if there is none before it. Brokers answer a timestamp lookup with that offset;
+/// checking it costs one fetch, and it corrects brokers that answer too early (tansu 0.6
+/// answers the earliest offset), by scanning forward.
+async fn first_at_or_after(
+    pc: &PartitionClient,
+    mut from: i64,
+    end: i64,
+    ms: EventTime,
+) -> rskafka::client::error::Result<i64> {
+    while from < end {
+        let (records, _) = pc.fetch_records(from, 1..1 << 20, 10).await?;
+        let mut last = None;
+        for r in records.iter().filter(|r| r.offset >= from) {
+            if r.record.timestamp.timestamp_millis() >= ms {
+                return Ok(r.offset);
+            }
+            last = Some(r.offset);
+        }
+        match last {
+            Some(o) => from = o + 1,
+            // Nothing more to read below `end`.
+            None => break,
+        }
+    }
+    Ok(end)
 }
 
 /// Fetches one partition.

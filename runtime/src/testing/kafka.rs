@@ -182,28 +182,40 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     });
 }
 
-/// Produce `values` (with their keys) to `partition` of `topic`, in order.
+/// Produce `records` (key, value) to `partition` of `topic`, in order, all with the
+/// timestamp 2023-11-14T22:13:20Z.
 pub fn produce(
     brokers: &str,
     topic: &str,
     partition: i32,
     records: Vec<(Option<Vec<u8>>, Vec<u8>)>,
 ) {
+    let stamped = records
+        .into_iter()
+        .map(|(k, v)| (k, v, 1_700_000_000_000))
+        .collect();
+    produce_at(brokers, topic, partition, stamped);
+}
+
+/// A message to produce: key, value, timestamp (ms since the Unix epoch).
+pub type Stamped = (Option<Vec<u8>>, Vec<u8>, i64);
+
+/// Produce `records` to `partition` of `topic`, in order.
+pub fn produce_at(brokers: &str, topic: &str, partition: i32, records: Vec<Stamped>) {
     block_on(async {
         let c = client(brokers).await;
         let pc = c
             .partition_client(topic, partition, UnknownTopicHandling::Retry)
             .await
             .unwrap_or_else(|e| panic!("topic `{topic}` partition {partition}: {e}"));
-        let ts = DateTime::<Utc>::from_timestamp_millis(1_700_000_000_000).unwrap_or_default();
         for chunk in records.chunks(500) {
             let batch = chunk
                 .iter()
-                .map(|(k, v)| Record {
+                .map(|(k, v, ts)| Record {
                     key: k.clone(),
                     value: Some(v.clone()),
                     headers: BTreeMap::new(),
-                    timestamp: ts,
+                    timestamp: DateTime::<Utc>::from_timestamp_millis(*ts).unwrap_or_default(),
                 })
                 .collect();
             if let Err(e) = pc.produce(batch, Compression::NoCompression).await {
