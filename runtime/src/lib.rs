@@ -14,6 +14,8 @@ pub mod cluster;
 pub mod data;
 pub mod error;
 pub mod job;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod key;
 pub mod process;
 pub mod sinks;
@@ -41,6 +43,8 @@ pub mod prelude {
     pub use crate::changelog::{Change, Materialized, RetractingAggregator};
     pub use crate::data::{Data, EventTime};
     pub use crate::job::Env;
+    #[cfg(feature = "kafka")]
+    pub use crate::kafka::{KafkaSink, KafkaSource, StartFrom};
     pub use crate::key::Key;
     pub use crate::process::{
         Context, KeyedProcessFunction, ListState, MapState, OutputTag, ProcessingTimeOnly,

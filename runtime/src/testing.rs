@@ -25,6 +25,9 @@
 //!
 //! This is test support: the helpers panic with a clear message instead of returning errors.
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
+
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;

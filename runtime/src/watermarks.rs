@@ -215,6 +215,12 @@ pub enum Mark {
 }
 
 /// The `.watermarks(...)` operator of one instance.
+///
+/// When it is chained to a source that reads splits (Kafka partitions; see
+/// [`crate::sources::split`]), it keeps one generator per split and emits the minimum of
+/// their watermarks, leaving out splits idle for the idleness timeout: a partition that lags
+/// behind does not have its records made late by a faster one, and a quiet partition does
+/// not hold event time back once idle (Flink's per-split watermarks).
 pub struct Assigner<T, G, E> {
     extract: E,
     generator: G,
@@ -224,7 +230,23 @@ pub struct Assigner<T, G, E> {
     seen: bool,
     idle: bool,
     last_record: Instant,
+    /// A fresh generator for a new split.
+    create: Box<dyn Fn() -> G>,
+    /// Per-split state, once the source said which split its records come from.
+    splits: Vec<SplitMark<G>>,
+    /// A split's generator emitted a watermark for the record just stamped.
+    split_event: bool,
     _t: std::marker::PhantomData<fn(&T)>,
+}
+
+/// The watermark state of one split.
+struct SplitMark<G> {
+    generator: G,
+    /// The largest watermark the split's generator produced.
+    wm: Option<EventTime>,
+    seen: bool,
+    idle: bool,
+    last_record: Instant,
 }
 
 /// `.watermarks(strategy, extractor)`: typed constructor for generated code.
@@ -233,16 +255,21 @@ pub fn watermarks<T, S: WatermarkStrategy<T>, E: FnMut(&T) -> EventTime>(
     strategy: S,
     extract: E,
 ) -> (Assigner<T, S::Generator, E>, Witness<T>) {
+    let generator = strategy.create_generator();
+    let idleness = strategy.idleness();
     (
         Assigner {
             extract,
-            generator: strategy.create_generator(),
-            idleness: strategy.idleness(),
+            generator,
+            idleness,
             emitted: None,
             pending: None,
             seen: false,
             idle: false,
             last_record: Instant::now(),
+            create: Box::new(move || strategy.create_generator()),
+            splits: Vec::new(),
+            split_event: false,
             _t: std::marker::PhantomData,
         },
         w,
@@ -255,16 +282,96 @@ impl<T, G: WatermarkGenerator<T>, E: FnMut(&T) -> EventTime> Assigner<T, G, E> {
     pub fn stamp(&mut self, record: &T) -> EventTime {
         let ts = (self.extract)(record);
         self.seen = true;
-        if let Some(wm) = self.generator.on_event(record, ts) {
+        if let Some((index, count)) = crate::sources::split::current() {
+            self.stamp_split(record, ts, index as usize, count as usize);
+        } else if let Some(wm) = self.generator.on_event(record, ts) {
             self.pending = Some(self.pending.map_or(wm, |p| p.max(wm)));
         }
         ts
+    }
+
+    /// A record of split `index` of `count`.
+    #[inline(never)]
+    fn stamp_split(&mut self, record: &T, ts: EventTime, index: usize, count: usize) {
+        if self.splits.len() != count {
+            let now = Instant::now();
+            self.splits.truncate(count);
+            while self.splits.len() < count {
+                self.splits.push(SplitMark {
+                    generator: (self.create)(),
+                    wm: None,
+                    seen: false,
+                    idle: false,
+                    last_record: now,
+                });
+            }
+        }
+        let s = &mut self.splits[index];
+        s.seen = true;
+        if let Some(wm) = s.generator.on_event(record, ts) {
+            s.wm = Some(s.wm.map_or(wm, |w| w.max(wm)));
+            self.split_event = true;
+        }
+    }
+
+    /// The minimum watermark over the splits that are not idle (`None` while one of them
+    /// has none yet, or when all are idle).
+    fn split_minimum(&self) -> Option<EventTime> {
+        let mut min = None;
+        for s in self.splits.iter().filter(|s| !s.idle) {
+            let wm = s.wm?;
+            min = Some(min.map_or(wm, |m: EventTime| m.min(wm)));
+        }
+        min
+    }
+
+    /// `flush` for an assigner whose records come from splits.
+    fn flush_splits(&mut self) -> Option<Mark> {
+        let now = Instant::now();
+        for s in &mut self.splits {
+            if s.seen {
+                s.seen = false;
+                s.idle = false;
+                s.last_record = now;
+            } else if let Some(t) = self.idleness {
+                if !s.idle && now.duration_since(s.last_record) >= t {
+                    s.idle = true;
+                }
+            }
+            if let Some(wm) = s.generator.on_periodic_emit() {
+                s.wm = Some(s.wm.map_or(wm, |w| w.max(wm)));
+            }
+        }
+        self.seen = false;
+        let was_idle = self.idle;
+        if self.splits.iter().all(|s| s.idle) {
+            self.idle = true;
+            return (!was_idle).then_some(Mark::Idle);
+        }
+        self.idle = false;
+        match self.split_minimum() {
+            Some(wm) if self.emitted.is_none_or(|e| wm > e) => {
+                self.emitted = Some(wm);
+                Some(Mark::Watermark(wm))
+            }
+            _ if was_idle => self.emitted.map(Mark::Watermark),
+            _ => None,
+        }
     }
 
     /// Right after the record that produced it: a punctuated watermark, if one is due
     /// (emitted after the record, as in Flink).
     #[inline]
     pub fn take_event_mark(&mut self) -> Option<Mark> {
+        if self.split_event {
+            self.split_event = false;
+            let wm = self.split_minimum()?;
+            if self.emitted.is_none_or(|e| wm > e) {
+                self.emitted = Some(wm);
+                return Some(Mark::Watermark(wm));
+            }
+            return None;
+        }
         let wm = self.pending.take()?;
         if self.emitted.is_none_or(|e| wm > e) {
             self.emitted = Some(wm);
@@ -276,6 +383,9 @@ impl<T, G: WatermarkGenerator<T>, E: FnMut(&T) -> EventTime> Assigner<T, G, E> {
 
     /// After a batch: the watermark or idleness marker to emit, if any.
     pub fn flush(&mut self) -> Option<Mark> {
+        if !self.splits.is_empty() {
+            return self.flush_splits();
+        }
         let was_idle = self.idle;
         if self.seen {
             self.seen = false;
@@ -362,5 +472,66 @@ mod tests {
         assert_eq!(a.flush(), None);
         a.stamp(&5);
         assert_eq!(a.flush(), Some(Mark::Watermark(4)));
+    }
+
+    #[test]
+    fn per_split_watermark_is_the_minimum_over_splits() {
+        use crate::sources::split::from_split;
+        let (mut a, _) = watermarks(
+            Witness::<i64>::new(),
+            BoundedOutOfOrderness::millis(0),
+            |r: &i64| *r,
+        );
+        // Split 0 runs ahead; split 1 has sent nothing yet: no watermark.
+        from_split(0, 2, || a.stamp(&10_000));
+        assert_eq!(a.flush(), None);
+        from_split(1, 2, || a.stamp(&2_000));
+        assert_eq!(a.flush(), Some(Mark::Watermark(1_999)));
+        // A record of split 1 at 3 s is not late although split 0 is at 10 s.
+        from_split(1, 2, || a.stamp(&5_000));
+        assert_eq!(a.flush(), Some(Mark::Watermark(4_999)));
+        from_split(1, 2, || a.stamp(&20_000));
+        assert_eq!(a.flush(), Some(Mark::Watermark(9_999)));
+        assert_eq!(a.end(), Mark::Watermark(i64::MAX));
+    }
+
+    #[test]
+    fn an_idle_split_does_not_hold_the_watermark_back() {
+        use crate::sources::split::from_split;
+        let (mut a, _) = watermarks(
+            Witness::<i64>::new(),
+            Monotonous::new().with_idleness(Duration::from_millis(20)),
+            |r: &i64| *r,
+        );
+        from_split(0, 2, || a.stamp(&100));
+        from_split(1, 2, || a.stamp(&50));
+        assert_eq!(a.flush(), Some(Mark::Watermark(49)));
+        std::thread::sleep(Duration::from_millis(30));
+        // Split 0 keeps sending, split 1 went quiet: it is left out once idle.
+        from_split(0, 2, || a.stamp(&200));
+        assert_eq!(a.flush(), Some(Mark::Watermark(199)));
+        std::thread::sleep(Duration::from_millis(30));
+        // Both quiet: the instance is idle.
+        assert_eq!(a.flush(), Some(Mark::Idle));
+        assert_eq!(a.flush(), None);
+        // Split 1 comes back behind: the watermark does not go back.
+        from_split(1, 2, || a.stamp(&60));
+        assert_eq!(a.flush(), Some(Mark::Watermark(199)));
+    }
+
+    #[test]
+    fn punctuated_per_split() {
+        use crate::sources::split::from_split;
+        let (mut a, _) = watermarks(
+            Witness::<i64>::new(),
+            Punctuated::new(|r: &i64, ts| (r % 2 == 0).then_some(ts)),
+            |r: &i64| *r,
+        );
+        from_split(0, 2, || a.stamp(&10));
+        assert_eq!(a.take_event_mark(), None);
+        from_split(1, 2, || a.stamp(&4));
+        assert_eq!(a.take_event_mark(), Some(Mark::Watermark(4)));
+        from_split(1, 2, || a.stamp(&12));
+        assert_eq!(a.take_event_mark(), Some(Mark::Watermark(10)));
     }
 }

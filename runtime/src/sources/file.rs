@@ -279,8 +279,9 @@ fn plan(files: Vec<InputFile>, instance: usize, parallelism: usize) -> Vec<Slice
     slices
 }
 
-/// Parses one CSV line into a reused record.
-struct CsvLineParser {
+/// Parses one CSV line into a reused record (also used by the Kafka source, one message per
+/// line).
+pub(crate) struct CsvLineParser {
     core: csv_core::Reader,
     out: Vec<u8>,
     ends: Vec<usize>,
@@ -288,7 +289,7 @@ struct CsvLineParser {
 }
 
 impl CsvLineParser {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         // Only `\n` ends a record; lines arrive one at a time without it.
         let core = csv_core::ReaderBuilder::new()
             .terminator(csv_core::Terminator::Any(b'\n'))
@@ -302,7 +303,7 @@ impl CsvLineParser {
     }
 
     /// Split `line` into fields (never fails: malformed quoting parses as best it can).
-    fn parse(&mut self, line: &[u8]) -> &ByteRecord {
+    pub(crate) fn parse(&mut self, line: &[u8]) -> &ByteRecord {
         use csv_core::ReadRecordResult;
         self.core.reset();
         let mut input = line;

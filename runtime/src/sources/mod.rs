@@ -2,7 +2,9 @@
 
 mod file;
 mod generator;
+pub mod split;
 
+pub(crate) use file::CsvLineParser;
 pub use file::{FileFormat, FileSource, FileSourceReader};
 pub use generator::{Generator, GeneratorReader};
 
