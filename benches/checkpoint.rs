@@ -32,7 +32,9 @@ fn records() -> u64 {
 fn zipf_key(i: u64) -> u64 {
     let h = xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes());
     let u = (h >> 11) as f64 / (1u64 << 53) as f64;
-    ((KEYS as f64).powf(u) as u64).saturating_sub(1).min(KEYS - 1)
+    ((KEYS as f64).powf(u) as u64)
+        .saturating_sub(1)
+        .min(KEYS - 1)
 }
 
 static OUT: std::sync::OnceLock<Arc<AtomicU64>> = std::sync::OnceLock::new();
@@ -87,11 +89,15 @@ fn full_checkpoint(dir: &std::path::Path) -> Duration {
     let (ck, _) =
         Checkpoints::open(&cfg, Duration::from_secs(1), 0, "bench", 1, 128).expect("open");
     ck.restore_to(None).expect("restore");
-    let mut p = ck.participant("sum", 0, 0..128).expect("participant").expect("on");
+    let mut p = ck
+        .participant("sum", 0, 0..128)
+        .expect("participant")
+        .expect("on");
     ck.seal();
     let mut state = Dirty((0..KEYS).map(|k| (k, k * 3)).collect());
     let started = Instant::now();
-    p.epoch_done(checkpoint_at_tick(0), &mut state).expect("checkpoint");
+    p.epoch_done(checkpoint_at_tick(0), &mut state)
+        .expect("checkpoint");
     let took = started.elapsed();
     assert_eq!(ck.ack_time(), Some(checkpoint_at_tick(0) + 1), "committed");
     black_box(&state);

@@ -6,6 +6,7 @@
 #
 #   export CARGO_TARGET_DIR=/work/target
 #   benches/instructions.sh            # builds the bench binaries (bench profile) if needed
+#   benches/instructions.sh keyed      # only the variants of one benchmark (pipeline|keyed)
 #
 # Each variant runs once and three times (WEIR_BENCH_ONLY / WEIR_BENCH_RUNS, see
 # benches/common/mod.rs); (I(3) - I(1)) / 2 is the count of one run without the process's
@@ -13,10 +14,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }
-bins="$(cargo bench --no-run --bench pipeline --bench keyed 2>&1 | sed -n 's/.*Executable benches\/\([a-z]*\)\.rs (\(.*\))/\1 \2/p')"
+only="${1:-}"
+case "$only" in "" | pipeline | keyed) ;; *) echo "usage: $0 [pipeline|keyed]" >&2; exit 2 ;; esac
+build=(--bench pipeline --bench keyed); [ -n "$only" ] && build=(--bench "$only")
+bins="$(cargo bench --no-run "${build[@]}" 2>&1 | sed -n 's/.*Executable benches\/\([a-z]*\)\.rs (\(.*\))/\1 \2/p')"
 pipeline="$(echo "$bins" | awk '$1 == "pipeline" {print $2}')"
 keyed="$(echo "$bins" | awk '$1 == "keyed" {print $2}')"
-[ -x "$pipeline" ] && [ -x "$keyed" ] || { echo "bench binaries not found: $bins" >&2; exit 1; }
+for b in pipeline keyed; do
+    [ -n "$only" ] && [ "$b" != "$only" ] && continue
+    [ -x "${!b}" ] || { echo "bench binaries not found: $bins" >&2; exit 1; }
+done
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
@@ -33,6 +40,7 @@ for spec in "pipeline weir_pipeline" "pipeline timely_pipeline" "pipeline loop_p
             "pipeline weir_generator" "pipeline timely_generator" "pipeline loop_generator" \
             "keyed weir1" "keyed timely1" "keyed weir2" "keyed timely2" "keyed loop"; do
     set -- $spec
+    [ -z "$only" ] || [ "$1" = "$only" ] || continue
     bin="$pipeline"; [ "$1" = keyed ] && bin="$keyed"
     one="$(count "$bin" "$2" 1)"; three="$(count "$bin" "$2" 3)"
     per=$(( (three - one) / 2 ))
@@ -42,8 +50,8 @@ done
 echo
 echo "| benchmark | weir / timely | weir / loop |"
 echo "|---|---|---|"
-r() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
-echo "| pipeline (1 worker) | $(r "${ir[pipeline/weir_pipeline]}" "${ir[pipeline/timely_pipeline]}") | $(r "${ir[pipeline/weir_pipeline]}" "${ir[pipeline/loop_pipeline]}") |"
-echo "| generator (1 worker) | $(r "${ir[pipeline/weir_generator]}" "${ir[pipeline/timely_generator]}") | $(r "${ir[pipeline/weir_generator]}" "${ir[pipeline/loop_generator]}") |"
-echo "| keyed, 1 worker | $(r "${ir[keyed/weir1]}" "${ir[keyed/timely1]}") | $(r "${ir[keyed/weir1]}" "${ir[keyed/loop]}") |"
-echo "| keyed, 2 workers (total over both) | $(r "${ir[keyed/weir2]}" "${ir[keyed/timely2]}") | $(r "${ir[keyed/weir2]}" "${ir[keyed/loop]}") |"
+r() { [ -n "${1:-}" ] && [ -n "${2:-}" ] || { printf '–'; return; }; printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
+echo "| pipeline (1 worker) | $(r "${ir[pipeline/weir_pipeline]:-}" "${ir[pipeline/timely_pipeline]:-}") | $(r "${ir[pipeline/weir_pipeline]:-}" "${ir[pipeline/loop_pipeline]:-}") |"
+echo "| generator (1 worker) | $(r "${ir[pipeline/weir_generator]:-}" "${ir[pipeline/timely_generator]:-}") | $(r "${ir[pipeline/weir_generator]:-}" "${ir[pipeline/loop_generator]:-}") |"
+echo "| keyed, 1 worker | $(r "${ir[keyed/weir1]:-}" "${ir[keyed/timely1]:-}") | $(r "${ir[keyed/weir1]:-}" "${ir[keyed/loop]:-}") |"
+echo "| keyed, 2 workers (total over both) | $(r "${ir[keyed/weir2]:-}" "${ir[keyed/timely2]:-}") | $(r "${ir[keyed/weir2]:-}" "${ir[keyed/loop]:-}") |"

@@ -3,9 +3,10 @@
 //! checksum. weir (`key_by(..).reduce(..)`) and hand-written timely (exchange by key hash →
 //! unary operator with a `HashMap<key, sum>` → sink) on 1 and 2 workers, and a plain loop.
 //!
-//! All three keep per-key state in `std::collections::HashMap` with its default hasher, as
-//! weir's `reduce` does, so the comparison is about the framework and not the hash map. The
-//! timely exchange hashes the key with XXH3 like weir's key groups.
+//! All three keep per-key state in a hash map with foldhash's fixed-seed hasher, the hasher
+//! of weir's keyed state (`weir::runtime::key::StateMap`), so the comparison is about the
+//! framework and not the hash function. The timely exchange hashes the key with XXH3 like
+//! weir's key groups.
 //!
 //! `cargo bench --bench keyed`; see BENCHMARKS.md.
 
@@ -15,7 +16,6 @@ use common::{Checksum, ChecksumSink, Rec};
 use criterion::measurement::Measurement;
 use criterion::{criterion_group, Criterion, Throughput};
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::rc::Rc;
 use std::sync::{Mutex, OnceLock};
@@ -28,6 +28,9 @@ use weir::prelude::*;
 const N: u64 = 1_000_000;
 /// Distinct keys.
 const KEYS: u64 = 100_000;
+
+/// Per-key sums of the hand-written variants: `std`'s map with foldhash, as weir's state.
+type Sums = std::collections::HashMap<u64, u64, foldhash::fast::FixedState>;
 
 /// Record `i`. All records of a key have indices of the same parity (KEYS is even), so with
 /// strided sources on 1 or 2 workers each key's records come from one source instance in
@@ -103,7 +106,7 @@ fn run_timely(workers: usize) -> Checksum {
                     exchange,
                     "RollingSum",
                     |_cap, _info| {
-                        let mut state: HashMap<u64, u64> = HashMap::new();
+                        let mut state = Sums::default();
                         move |input, output| {
                             input.for_each(|time, data| {
                                 output.session(&time).give_iterator(data.drain(..).map(
@@ -143,7 +146,7 @@ fn run_timely(workers: usize) -> Checksum {
 
 #[inline(never)]
 fn run_loop(n: u64) -> Checksum {
-    let mut state: HashMap<u64, u64> = HashMap::new();
+    let mut state = Sums::default();
     let mut acc = Checksum::ZERO;
     for i in 0..n {
         let (k, v) = gen(i);

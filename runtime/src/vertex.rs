@@ -288,6 +288,32 @@ where
     }
 }
 
+/// Append `m` to worker `t`'s buffer, shipping the buffer when it holds `BATCH` messages. A
+/// buffer released by `relax` (or handed back empty by a pusher) gets `BATCH` capacity at
+/// once instead of regrowing from empty by doubling.
+#[inline(always)]
+fn buffer_push<T, TS: Clone, P: Push<Message<TS, Vec<Msg<T>>>>>(
+    buffers: &mut [Vec<Msg<T>>],
+    t: usize,
+    m: Msg<T>,
+    stamp: &Stamp<TS>,
+    pushers: &mut [P],
+) {
+    let b = &mut buffers[t];
+    if b.len() == b.capacity() {
+        b.reserve_exact(BATCH.saturating_sub(b.len()).max(1));
+    }
+    b.push(m);
+    if b.len() >= BATCH {
+        Message::push_at(b, stamp.clone(), &mut pushers[t]);
+        // A network pusher hands the (serialized) container back full.
+        b.clear();
+        if b.capacity() < BATCH {
+            *b = Vec::with_capacity(BATCH);
+        }
+    }
+}
+
 impl<T, K, F> Distributor<Vec<Msg<T>>> for MsgDistributor<T, F>
 where
     T: Data,
@@ -301,8 +327,39 @@ where
         pushers: &mut [P],
     ) {
         // Every item goes to exactly one pusher: timely tracks progress by counting items.
-        for m in container.drain(..) {
-            let t = match &m {
+        let last = pushers.len().saturating_sub(1);
+        let peers = pushers.len().max(1);
+        if let Route::Hash {
+            key,
+            max_parallelism,
+            table,
+        } = &self.route
+        {
+            // The per-record path of keyed edges, with the route decided once per container;
+            // `h & (m - 1)` is `h % m` (the key group) for the usual power-of-two m.
+            let m = u64::from(*max_parallelism).max(1);
+            let mask = m.is_power_of_two().then(|| m - 1);
+            for msg in container.drain(..) {
+                let t = match &msg {
+                    Msg::Rec(_, r) => {
+                        let h = key(r).key_hash();
+                        table[match mask {
+                            Some(mask) => h & mask,
+                            None => h % m,
+                        } as usize]
+                    }
+                    _ => {
+                        let w = self.next_mark;
+                        self.next_mark = (w + 1) % peers;
+                        w
+                    }
+                };
+                buffer_push(&mut self.buffers, t.min(last), msg, stamp, pushers);
+            }
+            return;
+        }
+        for msg in container.drain(..) {
+            let t = match &msg {
                 Msg::Rec(_, r) => match &self.route {
                     Route::Broadcast { workers } => {
                         let w = workers.get(self.next_copy).copied().unwrap_or(0);
@@ -313,20 +370,11 @@ where
                 },
                 _ => {
                     let w = self.next_mark;
-                    self.next_mark = (self.next_mark + 1) % pushers.len().max(1);
+                    self.next_mark = (w + 1) % peers;
                     w
                 }
-            }
-            .min(pushers.len() - 1);
-            self.buffers[t].push(m);
-            if self.buffers[t].len() >= BATCH {
-                Message::push_at(&mut self.buffers[t], stamp.clone(), &mut pushers[t]);
-                // A network pusher hands the (serialized) container back full.
-                self.buffers[t].clear();
-                if self.buffers[t].capacity() < BATCH {
-                    self.buffers[t] = Vec::with_capacity(BATCH);
-                }
-            }
+            };
+            buffer_push(&mut self.buffers, t.min(last), msg, stamp, pushers);
         }
     }
     fn flush<TS: Clone, P: Push<Message<TS, Vec<Msg<T>>>>>(
@@ -836,9 +884,14 @@ where
     let flow_slot = flow.register();
     builder.build(move |_caps: Vec<Capability<Epoch>>| {
         let mut tracker = WatermarkTracker::new(expected_wm_inputs);
-        // Ordered vertices stash records of epochs their input frontier has not reached.
-        let mut stash: BTreeMap<Epoch, (Vec<Capability<Epoch>>, Vec<(usize, Msg<I>)>)> =
-            BTreeMap::new();
+        // Ordered vertices stash records of epochs their input frontier has not reached:
+        // whole containers, as they arrived (input port, container), so stashing moves no
+        // record.
+        #[allow(clippy::type_complexity)]
+        let mut stash: BTreeMap<
+            Epoch,
+            (Vec<Capability<Epoch>>, Vec<(usize, Vec<Msg<I>>)>),
+        > = BTreeMap::new();
         let mut last_done: Option<Epoch> = None;
         let mut ended = false;
         // Processing-time vertices hold a capability at their input frontier to emit on ticks.
@@ -889,22 +942,16 @@ where
                 let Some((_, (caps, msgs))) = stash.pop_first() else {
                     break;
                 };
-                for (port, m) in msgs {
-                    match m {
-                        Msg::Rec(ts, r) => {
-                            if result.is_ok() {
-                                result = logic(Event::Rec(ts, r), &mut ports);
-                            }
-                        }
-                        other => {
-                            if let Some(w) = tracker.observe(port, &other) {
-                                if let (Msg::Watermark { wm, .. }, true) = (&w, result.is_ok()) {
-                                    result = logic(Event::Watermark(*wm), &mut ports);
-                                }
-                                ports.broadcast(&restamp(w, *instance));
-                            }
-                        }
-                    }
+                for (port, mut data) in msgs {
+                    feed(
+                        logic,
+                        &mut ports,
+                        &mut tracker,
+                        *instance,
+                        port,
+                        &mut data,
+                        &mut result,
+                    );
                 }
                 if result.is_ok() {
                     result = logic(Event::Flush, &mut ports);
@@ -929,27 +976,18 @@ where
                                 Vec::new(),
                             )
                         });
-                        entry.1.extend(data.drain(..).map(|m| (port, m)));
+                        entry.1.push((port, std::mem::take(data)));
                         return;
                     }
-                    for m in data.drain(..) {
-                        match m {
-                            Msg::Rec(ts, r) => {
-                                if result.is_ok() {
-                                    result = logic(Event::Rec(ts, r), &mut ports);
-                                }
-                            }
-                            other => {
-                                if let Some(w) = tracker.observe(port, &other) {
-                                    if let (Msg::Watermark { wm, .. }, true) = (&w, result.is_ok())
-                                    {
-                                        result = logic(Event::Watermark(*wm), &mut ports);
-                                    }
-                                    ports.broadcast(&restamp(w, *instance));
-                                }
-                            }
-                        }
-                    }
+                    feed(
+                        logic,
+                        &mut ports,
+                        &mut tracker,
+                        *instance,
+                        port,
+                        data,
+                        &mut result,
+                    );
                     if result.is_ok() {
                         result = logic(Event::Flush, &mut ports);
                     }
@@ -989,6 +1027,38 @@ where
         }
     });
     streams
+}
+
+/// Run one input container through a vertex's chain: records to the chain, watermarks and
+/// idleness markers to the tracker (and the chain and outputs when the input watermark
+/// moves). Used for fresh and for stashed input.
+#[inline(always)]
+fn feed<I, P: Ports, L: FnMut(Event<I>, &mut P) -> Result<()>>(
+    logic: &mut L,
+    ports: &mut P,
+    tracker: &mut WatermarkTracker,
+    instance: usize,
+    port: usize,
+    data: &mut Vec<Msg<I>>,
+    result: &mut Result<()>,
+) {
+    for m in data.drain(..) {
+        match m {
+            Msg::Rec(ts, r) => {
+                if result.is_ok() {
+                    *result = logic(Event::Rec(ts, r), ports);
+                }
+            }
+            other => {
+                if let Some(w) = tracker.observe(port, &other) {
+                    if let (Msg::Watermark { wm, .. }, true) = (&w, result.is_ok()) {
+                        *result = logic(Event::Watermark(*wm), ports);
+                    }
+                    ports.broadcast(&restamp(w, instance));
+                }
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1053,7 +1123,9 @@ pub fn open_sink<T, S: Sink<T>>(
 pub struct Reduce<T, K, KF, F> {
     key: KF,
     f: F,
-    state: crate::key::StateMap<K, T>,
+    /// key → latest value; iterate it with `state.iter(&key)`, fill it with
+    /// `state.insert(k, v, &key)`.
+    state: crate::key::RecordMap<K, T>,
     /// Keys changed since the last checkpoint (tracked only with checkpoints on).
     dirty: Option<std::collections::HashSet<K, foldhash::fast::FixedState>>,
 }
@@ -1084,18 +1156,7 @@ impl<T: Clone, K: Key, KF: Fn(&T) -> K, F: FnMut(T, T) -> T> Reduce<T, K, KF, F>
         if let Some(d) = &mut self.dirty {
             d.insert(k.clone());
         }
-        match self.state.entry(k) {
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                let acc = e.get().clone();
-                let next = (self.f)(acc, record);
-                e.insert(next.clone());
-                next
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(record.clone());
-                record
-            }
-        }
+        self.state.fold(k, record, &self.key, &mut self.f)
     }
     /// Number of keys held.
     pub fn keys(&self) -> usize {
@@ -1103,19 +1164,20 @@ impl<T: Clone, K: Key, KF: Fn(&T) -> K, F: FnMut(T, T) -> T> Reduce<T, K, KF, F>
     }
 }
 
-impl<T: Data, K: Key, KF, F> Checkpointed for Reduce<T, K, KF, F> {
+impl<T: Data, K: Key, KF: Fn(&T) -> K, F> Checkpointed for Reduce<T, K, KF, F> {
     fn snapshot(&mut self, _checkpoint: u64, out: &mut StateWriter<'_>) -> Result<()> {
+        let kf = &self.key;
         match &mut self.dirty {
             // The first checkpoint of a fresh run writes every key.
             None => {
-                for (k, v) in &self.state {
-                    out.put_keyed(k, v)?;
+                for (k, v) in self.state.iter(kf) {
+                    out.put_keyed(&k, v)?;
                 }
                 self.dirty = Some(Default::default());
             }
             Some(dirty) => {
                 for k in dirty.drain() {
-                    match self.state.get(&k) {
+                    match self.state.get(&k, kf) {
                         Some(v) => out.put_keyed(&k, v)?,
                         None => out.delete_keyed(&k),
                     }
@@ -1125,9 +1187,9 @@ impl<T: Data, K: Key, KF, F> Checkpointed for Reduce<T, K, KF, F> {
         Ok(())
     }
     fn restore(&mut self, _checkpoint: u64, from: &StateReader<'_>) -> Result<()> {
-        let state = &mut self.state;
+        let (state, kf) = (&mut self.state, &self.key);
         from.for_each_keyed(|k: K, v: T| {
-            state.insert(k, v);
+            state.insert(k, v, kf);
         })?;
         self.dirty = Some(Default::default());
         Ok(())
@@ -1220,6 +1282,65 @@ mod tests {
                     .filter(|m| matches!(m, Msg::Watermark { .. }))
                     .count();
             assert_eq!(marks, 1, "every worker gets the watermark once");
+        }
+    }
+
+    // Keyed edges route each record to the worker owning its key group, for power-of-two
+    // max parallelism (the masked path) and any other; markers still reach every worker once.
+    #[test]
+    fn hash_route_sends_each_record_to_the_owner_of_its_key_group() {
+        fn ident(r: &u64) -> u64 {
+            *r
+        }
+        for mp in [128u32, 100, 1] {
+            let workers = 3usize;
+            let table: Vec<usize> = (0..mp)
+                .map(|kg| instance_for_key_group(kg, workers, mp))
+                .collect();
+            let mut d = MsgDistributor::<u64, fn(&u64) -> u64> {
+                route: Route::Hash {
+                    key: ident,
+                    max_parallelism: mp,
+                    table: table.clone(),
+                },
+                buffers: (0..workers).map(|_| Vec::new()).collect(),
+                next_mark: 0,
+                next_copy: 0,
+            };
+            let mut pushers: Vec<Collect> = (0..workers).map(|_| Collect(Vec::new())).collect();
+            let mut port = Port::new(Witness::<u64>::new());
+            port.peers = workers;
+            for k in 0..5000u64 {
+                port.push(0, k);
+            }
+            port.mark(0, crate::watermarks::Mark::Watermark(7));
+            let mut input = std::mem::take(&mut port.buf);
+            for c in port.full.drain(..) {
+                let mut c = c;
+                d.partition(&mut c, &Stamp::from_elem(0u64), &mut pushers);
+            }
+            let stamp = Stamp::from_elem(0u64);
+            d.partition(&mut input, &stamp, &mut pushers);
+            d.flush(&stamp, &mut pushers);
+            let mut records = 0;
+            for (w, p) in pushers.iter().enumerate() {
+                let mut marks = 0;
+                for m in p.0.iter().flatten() {
+                    match m {
+                        Msg::Rec(_, k) => {
+                            records += 1;
+                            assert_eq!(
+                                w,
+                                table[key_group(k.key_hash(), mp) as usize],
+                                "key {k}, max parallelism {mp}"
+                            );
+                        }
+                        _ => marks += 1,
+                    }
+                }
+                assert_eq!(marks, 1, "worker {w} gets the watermark once");
+            }
+            assert_eq!(records, 5000);
         }
     }
 

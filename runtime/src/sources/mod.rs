@@ -4,6 +4,7 @@ mod file;
 mod generator;
 pub mod split;
 
+#[cfg(feature = "kafka")]
 pub(crate) use file::CsvLineParser;
 pub use file::{FileFormat, FileSource, FileSourceReader};
 pub use generator::{Generator, GeneratorReader};
