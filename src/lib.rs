@@ -43,9 +43,9 @@ pub mod __private {
     };
     pub use weir_runtime::vertex::{
         chain, ck_end, ck_epoch_done, edge, filter, flat_map, key_by, map, no_key,
-        not_checkpointable, open_sink, participate, participate_sink, reduce, sink_close_ck,
-        sink_epoch_ck, source_vertex, source_witness, unary_vertex, witness_of, Ck, CkNo, CkYes,
-        Event, Port, VertexCtx, VertexSpec,
+        not_checkpointable, open_sink, participate, participate_or_refuse, participate_sink,
+        reduce, sink_close_ck, sink_epoch_ck, source_vertex, source_witness, unary_vertex,
+        witness_of, Ck, CkNo, CkYes, Event, Port, VertexCtx, VertexSpec,
     };
     pub use weir_runtime::watermarks::{watermarks, Mark};
     pub use weir_runtime::windows::{drop_late, window_aggregate, window_process, window_reduce};

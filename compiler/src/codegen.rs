@@ -407,9 +407,8 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
         };
         let arg = o.arg.as_ref();
         let name = &o.resolved_name;
-        if o.kind.is_keyed() && o.kind != OpKind::Reduce {
+        if o.kind.is_keyed() && !matches!(o.kind, OpKind::Reduce | OpKind::Window) {
             let what = match o.kind {
-                OpKind::Window => "window state",
                 OpKind::IntervalJoin => "interval join state",
                 OpKind::UpdatingAggregate | OpKind::UpdatingJoin => "updating aggregate state",
                 _ => "process function state",
@@ -457,12 +456,17 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
                     crate::lower::WinFn::Join => quote!(window_join),
                 };
                 out.extend(quote_spanned!(span=> let (mut #fv, #wv) = ::weir::__private::#ctor(#inw, &#key_v, #assigner, #lateness, #arg);));
+                let ck = ck(op);
+                let state = quote!((&mut ::weir::__private::Ck(&mut #fv)).ck());
+                opens.extend(quote!(let mut #ck = ::weir::__private::participate_or_refuse(__vctx, #name, #state, "window state whose accumulator type is not serializable (derive Serialize and Deserialize on it)")?;));
+                epoch_hooks.extend(quote!(::weir::__private::ck_epoch_done(&mut #ck, __e, #state)?;));
                 let main = vg.window_main(op);
                 watermark_hooks.extend(quote_spanned!(span=> #fv.on_watermark(__wm, #main)?;));
                 tick_hooks.extend(quote_spanned!(span=> #fv.on_tick(__now, #main)?;));
                 end_hooks.extend(quote_spanned!(span=> #fv.on_end(#main)?;));
                 let read = vg.late_child(op).is_some();
                 end_hooks.extend(quote!(#fv.finish(#name, #read);));
+                end_hooks.extend(quote!(::weir::__private::ck_end(&mut #ck, #state)?;));
             }
             OpKind::Process | OpKind::CoProcess | OpKind::BroadcastProcess => {
                 let call = match o.kind {

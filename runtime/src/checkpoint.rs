@@ -109,6 +109,27 @@ impl StateWriter<'_> {
         self.put(kg, &kb, &v);
         Ok(())
     }
+    /// Store one of several values of `key`, told apart by `sub` (appended to the key's
+    /// canonical bytes, which are self-delimiting); read back with
+    /// [`StateReader::for_each_keyed`] like any keyed value.
+    pub fn put_keyed_sub<K: Key, V: Serialize>(
+        &mut self,
+        key: &K,
+        sub: &[u8],
+        value: &V,
+    ) -> Result<()> {
+        let (kg, mut kb) = self.locate(key);
+        kb.extend_from_slice(sub);
+        let v = encode("keyed state", &(key, value))?;
+        self.put(kg, &kb, &v);
+        Ok(())
+    }
+    /// Record that the value `sub` of `key` is gone.
+    pub fn delete_keyed_sub<K: Key>(&mut self, key: &K, sub: &[u8]) {
+        let (kg, mut kb) = self.locate(key);
+        kb.extend_from_slice(sub);
+        self.delete(kg, &kb);
+    }
     /// Record that `key` no longer has state.
     pub fn delete_keyed<K: Key>(&mut self, key: &K) {
         let (kg, kb) = self.locate(key);

@@ -1464,6 +1464,20 @@ pub fn participate(
     Ok(p)
 }
 
+/// [`participate`] for an operator whose state is checkpointable only when its types are
+/// (a window's accumulator must be serializable): refuse to run with checkpoints otherwise.
+pub fn participate_or_refuse(
+    vctx: &VertexCtx,
+    name: &str,
+    state: Option<&mut dyn Checkpointed>,
+    what: &str,
+) -> Result<Option<Participant>> {
+    match state {
+        Some(state) => participate(vctx, name, Some(state)),
+        None => not_checkpointable(vctx, name, what).map(|()| None),
+    }
+}
+
 /// An operator whose state cannot be checkpointed yet: refuse to run with checkpoints.
 pub fn not_checkpointable(vctx: &VertexCtx, name: &str, what: &str) -> Result<()> {
     if vctx.checkpoints.enabled() {

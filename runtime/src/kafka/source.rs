@@ -294,8 +294,6 @@ impl<T: crate::data::Data + DeserializeOwned> Source for KafkaSource<T> {
     fn open(&self, ctx: &SourceContext) -> Result<Self::Reader> {
         let what = format!("kafka source `{}`", ctx.operator);
         let brokers = parse_brokers(&self.brokers, &what)?;
-        let (setup_tx, setup_rx) = std::sync::mpsc::channel::<Result<Vec<Split>>>();
-        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let fetch = FetchConfig {
             what: what.clone(),
             brokers,
@@ -308,15 +306,7 @@ impl<T: crate::data::Data + DeserializeOwned> Source for KafkaSource<T> {
             instance: ctx.instance,
             parallelism: ctx.parallelism,
         };
-        std::thread::Builder::new()
-            .name(format!("weir-kafka-{}-{}", ctx.operator, ctx.instance))
-            .spawn(move || fetch_thread(fetch, setup_tx, tx))
-            .map_err(|e| {
-                RuntimeError::external(format!("{what}: cannot start its fetch thread: {e}"))
-            })?;
-        let splits = setup_rx.recv().map_err(|_| {
-            RuntimeError::internal(format!("{what}: the fetch thread stopped during start-up"))
-        })??;
+        let (splits, rx) = start_fetch(&ctx.operator, fetch.clone())?;
         if ctx.instance == 0 {
             tracing::info!(operator = %ctx.operator, "{}", Source::describe(self));
         }
@@ -336,10 +326,32 @@ impl<T: crate::data::Data + DeserializeOwned> Source for KafkaSource<T> {
             records: 0,
             bad: 0,
             finished: false,
+            fetch,
         })
     }
 }
 
+/// Start an instance's fetch thread; returns its partitions and where each starts.
+fn start_fetch(
+    operator: &str,
+    fetch: FetchConfig,
+) -> Result<(Vec<Split>, mpsc::Receiver<Fetched>)> {
+    let what = fetch.what.clone();
+    let (setup_tx, setup_rx) = std::sync::mpsc::channel::<Result<Vec<Split>>>();
+    let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+    std::thread::Builder::new()
+        .name(format!("weir-kafka-{operator}-{}", fetch.instance))
+        .spawn(move || fetch_thread(fetch, setup_tx, tx))
+        .map_err(|e| {
+            RuntimeError::external(format!("{what}: cannot start its fetch thread: {e}"))
+        })?;
+    let splits = setup_rx.recv().map_err(|_| {
+        RuntimeError::internal(format!("{what}: the fetch thread stopped during start-up"))
+    })??;
+    Ok((splits, rx))
+}
+
+#[derive(Clone)]
 struct FetchConfig {
     what: String,
     brokers: Vec<String>,
@@ -586,6 +598,8 @@ pub struct KafkaSourceReader<T> {
     records: u64,
     bad: u64,
     finished: bool,
+    /// How the fetch thread was started (to restart it at checkpointed offsets).
+    fetch: FetchConfig,
 }
 
 impl<T> KafkaSourceReader<T> {
@@ -767,6 +781,29 @@ impl<T: DeserializeOwned + 'static> SourceReader for KafkaSourceReader<T> {
 
     fn progress(&self) -> (u64, Option<u64>) {
         (self.records, None)
+    }
+
+    /// The next offset of every partition: with checkpoints, offsets live in weir's
+    /// checkpoint (no consumer group), so a restore reads from exactly there.
+    fn position(&self) -> Option<Vec<u8>> {
+        let p = (self.positions(), self.records, self.bad);
+        crate::checkpoint::encode("the kafka source's offsets", &p).ok()
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<()> {
+        let (offsets, records, bad): (Vec<(i32, i64)>, u64, u64) =
+            crate::checkpoint::decode("the kafka source's offsets", position)?;
+        // Restart the fetch thread at the stored offsets; the old one stops when its
+        // channel closes.
+        let mut fetch = self.fetch.clone();
+        fetch.start = StartFrom::Offsets(offsets);
+        let (splits, rx) = start_fetch(&self.operator, fetch)?;
+        self.splits = splits;
+        self.rx = rx;
+        self.batch = None;
+        self.records = records;
+        self.bad = bad;
+        Ok(())
     }
 }
 
