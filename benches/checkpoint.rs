@@ -98,7 +98,12 @@ fn full_checkpoint(dir: &std::path::Path) -> Duration {
     let started = Instant::now();
     p.epoch_done(checkpoint_at_tick(0), &mut state)
         .expect("checkpoint");
+    // The commit runs on the worker's background thread: wait for it.
+    ck.flush();
     let took = started.elapsed();
+    if let Some(e) = ck.background_error() {
+        panic!("the checkpoint failed: {e}");
+    }
     assert_eq!(ck.ack_time(), Some(checkpoint_at_tick(0) + 1), "committed");
     black_box(&state);
     took

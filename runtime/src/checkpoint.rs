@@ -35,6 +35,8 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use timely::scheduling::Activator;
 
@@ -227,8 +229,129 @@ struct Part {
     ended: Option<Option<Vec<u8>>>,
 }
 
+/// Work for a worker's background committer thread, done in order.
+enum Job {
+    /// Write a checkpoint as a pending version.
+    Commit(Writer, ManifestFields),
+    /// These checkpoints are complete everywhere: promote them, drop old versions.
+    Promote(Vec<u64>, usize),
+    /// Answer once everything before is done.
+    Sync(std::sync::mpsc::Sender<()>),
+}
+
+/// The thread that writes a worker's checkpoints to LMDB, so that the worker goes on
+/// processing records while a checkpoint is synced (Flink's asynchronous snapshot phase).
+struct Background {
+    tx: Option<std::sync::mpsc::Sender<Job>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    /// Newest checkpoint written, plus one (0: none).
+    done: Arc<AtomicU64>,
+    error: Arc<Mutex<Option<RuntimeError>>>,
+}
+
+impl Background {
+    fn start(store: Arc<Mutex<CheckpointStore>>, worker: usize) -> Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let done = Arc::new(AtomicU64::new(0));
+        let error = Arc::new(Mutex::new(None));
+        let (d2, e2) = (Arc::clone(&done), Arc::clone(&error));
+        let handle = std::thread::Builder::new()
+            .name(format!("weir-checkpoint-{worker}"))
+            .spawn(move || {
+                for job in rx {
+                    let r = match job {
+                        Job::Commit(writer, fields) => {
+                            let c = writer.checkpoint();
+                            lock(&store)
+                                .and_then(|mut st| st.commit(writer, &fields))
+                                .map(|info| {
+                                    tracing::debug!(
+                                        checkpoint = c,
+                                        puts = info.puts,
+                                        deletes = info.deletes,
+                                        "checkpoint committed by this worker"
+                                    );
+                                    d2.store(c + 1, Ordering::SeqCst);
+                                })
+                        }
+                        Job::Promote(list, retained) => lock(&store).and_then(|mut st| {
+                            for c in list {
+                                st.promote(c)?;
+                            }
+                            st.retain(retained).map(|_| ())
+                        }),
+                        Job::Sync(reply) => {
+                            let _ = reply.send(());
+                            Ok(())
+                        }
+                    };
+                    if let Err(e) = r {
+                        if let Ok(mut slot) = e2.lock() {
+                            slot.get_or_insert(e);
+                        }
+                    }
+                }
+            })
+            .map_err(|e| {
+                RuntimeError::external(format!("cannot start the checkpoint thread: {e}"))
+            })?;
+        Ok(Background {
+            tx: Some(tx),
+            handle: Some(handle),
+            done,
+            error,
+        })
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        match &self.tx {
+            Some(tx) => tx
+                .send(job)
+                .map_err(|_| RuntimeError::internal("the checkpoint thread stopped")),
+            None => Err(RuntimeError::internal("the checkpoint thread stopped")),
+        }
+    }
+
+    fn committed(&self) -> Option<u64> {
+        self.done.load(Ordering::SeqCst).checked_sub(1)
+    }
+
+    fn error(&self) -> Option<RuntimeError> {
+        self.error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Wait until every job sent so far is done.
+    fn sync(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.send(Job::Sync(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // Finish what was sent (the last promotions), then stop.
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn lock(store: &Mutex<CheckpointStore>) -> Result<std::sync::MutexGuard<'_, CheckpointStore>> {
+    store
+        .lock()
+        .map_err(|_| RuntimeError::internal("the checkpoint store's lock is poisoned"))
+}
+
 struct Shared {
-    store: CheckpointStore,
+    store: Arc<Mutex<CheckpointStore>>,
+    background: Background,
+    /// Newest checkpoint handed to the background thread.
+    queued: Option<u64>,
+    /// Checkpoints handed over and not yet known complete everywhere.
+    uncompleted: Vec<u64>,
     max_parallelism: u32,
     fields: ManifestFields,
     every: u64,
@@ -236,8 +359,6 @@ struct Shared {
     restored: Option<u64>,
     parts: Vec<Part>,
     pending: BTreeMap<u64, Pending>,
-    /// Newest checkpoint committed by this worker.
-    committed: Option<u64>,
     /// Newest checkpoint complete on every worker (promoted here).
     completed: Option<u64>,
     committers: Vec<Committer>,
@@ -270,14 +391,9 @@ impl Shared {
             };
             let mut fields = self.fields.clone();
             fields.epoch = c;
-            let info = self.store.commit(p.writer, &fields)?;
-            tracing::debug!(
-                checkpoint = c,
-                puts = info.puts,
-                deletes = info.deletes,
-                "checkpoint committed by this worker"
-            );
-            self.committed = Some(c);
+            self.background.send(Job::Commit(p.writer, fields))?;
+            self.queued = Some(c);
+            self.uncompleted.push(c);
             if let Some(a) = &self.ack {
                 a.activate();
             }
@@ -285,13 +401,21 @@ impl Shared {
         Ok(())
     }
 
+    /// Newest checkpoint this worker wrote to its store.
+    fn committed(&self) -> Option<u64> {
+        self.background.committed()
+    }
+
     fn all_ended(&self) -> bool {
-        self.sealed && self.parts.iter().all(|p| p.ended.is_some()) && self.pending.is_empty()
+        self.sealed
+            && self.parts.iter().all(|p| p.ended.is_some())
+            && self.pending.is_empty()
+            && self.committed() == self.queued
     }
 
     /// Every worker committed everything up to `upto`: promote, retain, commit sinks.
     fn complete(&mut self, upto: Option<u64>) -> Result<()> {
-        let Some(newest) = self.committed else {
+        let Some(newest) = self.committed() else {
             return Ok(());
         };
         let target = upto.map_or(newest, |u| u.min(newest));
@@ -299,17 +423,15 @@ impl Shared {
             return Ok(());
         }
         // Versions committed here but not promoted yet, up to the target.
-        let versions = self.store.versions()?;
-        let fresh: Vec<u64> = versions
+        let fresh: Vec<u64> = self
+            .uncompleted
             .iter()
-            .filter(|v| !v.complete && v.checkpoint <= target)
-            .map(|v| v.checkpoint)
-            .filter(|&c| self.completed.is_none_or(|d| c > d))
+            .copied()
+            .filter(|&c| c <= target)
             .collect();
-        for &c in &fresh {
-            self.store.promote(c)?;
-        }
-        self.store.retain(self.retained)?;
+        self.uncompleted.retain(|&c| c > target);
+        self.background
+            .send(Job::Promote(fresh.clone(), self.retained))?;
         self.completed = Some(target);
         if let Some(&c) = fresh.last() {
             tracing::info!(checkpoint = c, "checkpoint complete");
@@ -335,8 +457,10 @@ impl std::fmt::Debug for Checkpoints {
                 let s = s.borrow();
                 write!(
                     f,
-                    "Checkpoints(every {} epochs, restored {:?}, committed {:?})",
-                    s.every, s.restored, s.committed
+                    "Checkpoints(every {} ticks, restored {:?}, committed {:?})",
+                    s.every,
+                    s.restored,
+                    s.committed()
                 )
             }
         }
@@ -415,8 +539,13 @@ impl Checkpoints {
                 );
             }
         }
+        let store = Arc::new(Mutex::new(store));
+        let background = Background::start(Arc::clone(&store), worker)?;
         let shared = Shared {
             store,
+            background,
+            queued: None,
+            uncompleted: Vec::new(),
             max_parallelism,
             fields: ManifestFields {
                 job: job.to_string(),
@@ -429,7 +558,6 @@ impl Checkpoints {
             restored: None,
             parts: Vec::new(),
             pending: BTreeMap::new(),
-            committed: None,
             completed: None,
             committers: Vec::new(),
             ack: None,
@@ -443,13 +571,20 @@ impl Checkpoints {
     pub fn restore_to(&self, agreed: Option<u64>) -> Result<()> {
         let Some(s) = &self.0 else { return Ok(()) };
         let mut s = s.borrow_mut();
-        let have = s.store.versions()?;
-        let target = agreed.filter(|c| have.iter().any(|v| v.checkpoint == *c));
-        s.store.rollback_to(target)?;
+        let target = {
+            let mut store = lock(&s.store)?;
+            let have = store.versions()?;
+            let target = agreed.filter(|c| have.iter().any(|v| v.checkpoint == *c));
+            store.rollback_to(target)?;
+            if let Some(c) = target {
+                // Every worker stored it, so it is complete even if this one never heard so.
+                store.promote(c)?;
+            }
+            target
+        };
         if let Some(c) = target {
-            // Every worker stored it, so it is complete even if this one never heard so.
-            s.store.promote(c)?;
-            s.committed = Some(c);
+            s.background.done.store(c + 1, Ordering::SeqCst);
+            s.queued = Some(c);
             s.completed = Some(c);
             tracing::info!(checkpoint = c, "restoring from checkpoint");
         }
@@ -524,7 +659,28 @@ impl Checkpoints {
         if s.all_ended() {
             return None;
         }
-        Some(s.committed.map_or(0, |c| c + 1))
+        Some(s.committed().map_or(0, |c| c + 1))
+    }
+
+    /// Whether a checkpoint is still being written in the background (the acknowledgement
+    /// operator then looks again soon).
+    pub fn writing(&self) -> bool {
+        self.0.as_ref().is_some_and(|s| {
+            let s = s.borrow();
+            s.committed() != s.queued
+        })
+    }
+
+    /// A failure of the background writer, if any (fatal for the job).
+    pub fn background_error(&self) -> Option<RuntimeError> {
+        self.0.as_ref().and_then(|s| s.borrow().background.error())
+    }
+
+    /// Wait until the background writer did everything handed to it (tests, shutdown).
+    pub fn flush(&self) {
+        if let Some(s) = &self.0 {
+            s.borrow().background.sync();
+        }
     }
 
     /// Where the acknowledgement operator is woken when this worker commits.
@@ -571,7 +727,8 @@ impl Participant {
         let Some(c) = shared.restored else {
             return Ok(());
         };
-        let reader = shared.store.reader(c).map_err(|e| {
+        let store = lock(&shared.store)?;
+        let reader = store.reader(c).map_err(|e| {
             RuntimeError::user(format!(
                 "cannot restore `{}` instance {} from checkpoint {c}: {e}",
                 self.name, self.instance
@@ -619,7 +776,7 @@ impl Participant {
     ) -> Result<Option<Vec<u8>>> {
         let mut s = self.shared.borrow_mut();
         let s = &mut *s;
-        if s.committed.is_some_and(|k| k >= c) {
+        if s.queued.is_some_and(|k| k >= c) {
             return Err(RuntimeError::internal(format!(
                 "`{}` contributed to checkpoint {c} after it was committed",
                 self.name
@@ -627,7 +784,7 @@ impl Participant {
         }
         let n = s.parts.len();
         if !s.pending.contains_key(&c) {
-            let writer = s.store.begin(c)?;
+            let writer = Writer::new(c);
             s.pending.insert(
                 c,
                 Pending {
@@ -753,21 +910,26 @@ mod tests {
         let mut pa = ck.participant("a", 0, 0..128).unwrap().unwrap();
         let mut pb = ck.participant("b", 0, 0..128).unwrap().unwrap();
         ck.seal();
+        ck.flush();
         assert_eq!(ck.ack_time(), Some(0));
         a.add("x", 1);
         // `a` passes checkpoints 19 and 39 at once; `b` has not reached 19: nothing commits.
         pa.epoch_done(e(45), &mut a).unwrap();
+        ck.flush();
         assert_eq!(ck.ack_time(), Some(0));
         b.add("y", 2);
         pb.epoch_done(e(19), &mut b).unwrap();
+        ck.flush();
         assert_eq!(ck.ack_time(), Some(e(19) + 1), "checkpoint 19 committed");
         b.add("y", 3);
         // `b` ends: its last changes go into 39, which now commits too.
         pb.end(&mut b).unwrap();
+        ck.flush();
         assert_eq!(ck.ack_time(), Some(e(39) + 1));
         a.add("x", 10);
         pa.end(&mut a).unwrap();
         // Everything ended and committed: the acknowledgement capability can go.
+        ck.flush();
         assert_eq!(ck.ack_time(), None);
         let committed = Rc::new(RefCell::new(Vec::new()));
         let c2 = Rc::clone(&committed);
@@ -775,10 +937,13 @@ mod tests {
             c2.borrow_mut().push(c);
             Ok(())
         }));
+        ck.flush();
         ck.globally_committed_below(Some(e(39) + 1)).unwrap();
         assert_eq!(*committed.borrow(), [e(19), e(39)]);
+        ck.flush();
         ck.globally_committed_below(None).unwrap();
         assert_eq!(*committed.borrow(), [e(19), e(39), e(59)]);
+        ck.flush();
         drop((pa, pb, ck));
 
         // A restart restores 59 (the newest every worker has) with everyone's final state.
@@ -819,6 +984,7 @@ mod tests {
         a.add("x", 1);
         a.add("z", 5);
         pa.epoch_done(e(39), &mut a).unwrap();
+        ck.flush();
         drop((pa, ck));
         // Another worker only ever committed 19: the cluster restores 19.
         let (ck, offer) = open(root.path(), true);
@@ -834,6 +1000,7 @@ mod tests {
         a2.add("x", 1);
         ck.seal();
         p.epoch_done(e(39), &mut a2).unwrap();
+        ck.flush();
         assert_eq!(ck.ack_time(), Some(e(39) + 1));
     }
 
@@ -849,7 +1016,9 @@ mod tests {
         pa.epoch_done(e(19), &mut a).unwrap();
         a.add("written-only-by-checkpoint-39", 5);
         pa.epoch_done(e(39), &mut a).unwrap();
+        ck.flush();
         ck.globally_committed_below(Some(e(39) + 1)).unwrap();
+        ck.flush();
         drop((pa, ck));
         // Flip bits of what only checkpoint 39 wrote, on disk.
         let data = root.path().join("worker-0/data.mdb");
@@ -887,6 +1056,7 @@ mod tests {
         ck.seal();
         a.add("x", 1);
         pa.epoch_done(e(19), &mut a).unwrap();
+        ck.flush();
         drop((pa, ck));
         let (_, offer) = open(root.path(), false);
         assert!(offer.is_empty());

@@ -287,14 +287,23 @@ fn acknowledge<'s>(scope: timely::dataflow::Scope<'s, crate::data::Epoch>, ctx: 
         scope,
         "checkpoint-ack",
         move |cap, info| {
-            ck.set_ack_activator(scope.activator_for(info.address));
+            let activator = scope.activator_for(info.address);
+            ck.set_ack_activator(activator.clone());
             let mut cap = Some(cap);
             move |_output| {
+                if let Some(e) = ck.background_error() {
+                    tracing::error!(error = %e, "cannot write a checkpoint");
+                    failure.fail(e);
+                }
                 if failure.failed() {
                     cap = None;
                     return;
                 }
                 let Some(c) = cap.as_mut() else { return };
+                // A checkpoint is being written in the background: look again soon.
+                if ck.writing() {
+                    activator.activate_after(Duration::from_millis(1));
+                }
                 match ck.ack_time() {
                     Some(t) => {
                         if *c.time() < t {
