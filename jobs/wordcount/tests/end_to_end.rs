@@ -670,7 +670,9 @@ impl CheckpointedRun {
 /// the finished job leaves no checkpoints behind.
 #[test]
 fn random_kills_restart_from_the_last_checkpoint_with_exactly_once_output() {
-    let run = CheckpointedRun::new(300_000, &["--restart-attempts", "10"]);
+    // Long enough that five kills (each within 0.3 s of the restart before it) come well
+    // before the end even on a fast machine; a slow one only takes longer.
+    let run = CheckpointedRun::new(600_000, &["--restart-attempts", "10"]);
     let mut launcher = run.start();
     wait_for_a_complete_checkpoint(&run.out_dir(), &mut launcher);
     let mut rng: u64 = 0x5eed_1234_abcd_ef01;
@@ -681,7 +683,7 @@ fn random_kills_restart_from_the_last_checkpoint_with_exactly_once_output() {
         rng % n
     };
     for kill in 0..5 {
-        std::thread::sleep(Duration::from_millis(100 + next(900)));
+        std::thread::sleep(Duration::from_millis(20 + next(280)));
         assert!(
             launcher.is_running(),
             "the job finished after {kill} kills; give it a longer input"
