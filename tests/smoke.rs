@@ -1,3 +1,6 @@
+// Generated code must not trip lints on the user's line (a flat_map returning Option).
+#![deny(for_loops_over_fallibles)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use weir::prelude::*;
@@ -50,4 +53,24 @@ fn a_fully_chained_job_runs_to_the_end() {
     );
     weir::runtime::worker::run_local(fully_chained(), 2, &[]).unwrap();
     assert_eq!(chained_counter().load(Ordering::SeqCst), 50_000);
+}
+
+static OPTIONAL: std::sync::OnceLock<Arc<AtomicU64>> = std::sync::OnceLock::new();
+fn optional_counter() -> Arc<AtomicU64> {
+    OPTIONAL.get_or_init(|| Arc::new(AtomicU64::new(0))).clone()
+}
+
+// A flat_map closure may return an `Option` (zero or one record), as in Flink's
+// `flatMap` with a collector; the generated loop takes it through `IntoIterator`.
+#[weir::job(name = "optional-flat-map", main = false)]
+fn optional_flat_map(env: &mut Env) {
+    env.source(Generator::bounded(1_000, |i| i))
+        .flat_map(|x| if x % 4 == 0 { Some(x) } else { None })
+        .sink(DiscardSink::with_counter(optional_counter()));
+}
+
+#[test]
+fn flat_map_may_return_an_option() {
+    weir::runtime::worker::run_local(optional_flat_map(), 2, &[]).unwrap();
+    assert_eq!(optional_counter().load(Ordering::SeqCst), 250);
 }

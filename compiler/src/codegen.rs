@@ -227,7 +227,11 @@ impl VertexGen<'_> {
         match o.kind {
             OpKind::Map => quote_spanned!(span=> let #rv = (#fv)(#input); #rest),
             OpKind::Filter => quote_spanned!(span=> let #rv = #input; if (#fv)(&#rv) { #rest }),
-            OpKind::FlatMap => quote_spanned!(span=> for #rv in (#fv)(#input) { #rest }),
+            // Through `IntoIterator` explicitly: a closure returning an `Option` is fine
+            // (a bare `for` over it trips rustc's `for_loops_over_fallibles` lint).
+            OpKind::FlatMap => {
+                quote_spanned!(span=> for #rv in ::core::iter::IntoIterator::into_iter((#fv)(#input)) { #rest })
+            }
             OpKind::Reduce => quote_spanned!(span=> let #rv = #fv.apply(#input); #rest),
             OpKind::Sink => {
                 let kwv = kw(op);
