@@ -90,9 +90,36 @@ pub struct RunArgs {
     /// complete checkpoint, before giving up [default: 3 with checkpoints, else 0].
     #[arg(long, value_name = "N", help_heading = "Checkpoints")]
     pub restart_attempts: Option<u32>,
+    /// How the launcher decides to restart: `fixed-delay` allows --restart-attempts restarts
+    /// in all; `failure-rate` allows --restart-attempts failures within any
+    /// --failure-rate-interval (Flink's two strategies).
+    #[arg(long, value_enum, value_name = "STRATEGY", default_value_t = RestartStrategy::FixedDelay, help_heading = "Checkpoints")]
+    pub restart_strategy: RestartStrategy,
+    /// The window of the failure-rate strategy (e.g. 5m).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration_ms, help_heading = "Checkpoints")]
+    pub failure_rate_interval: u64,
     /// How long the launcher waits before a restart (e.g. 1s, 200ms).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ms, help_heading = "Checkpoints")]
     pub restart_delay: u64,
+}
+
+/// The launcher's restart strategies.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartStrategy {
+    /// A fixed number of restarts in all.
+    FixedDelay,
+    /// A number of failures within a sliding window of time.
+    FailureRate,
+}
+
+impl RestartStrategy {
+    /// The flag's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartStrategy::FixedDelay => "fixed-delay",
+            RestartStrategy::FailureRate => "failure-rate",
+        }
+    }
 }
 
 /// Where a run starts from.

@@ -1,6 +1,6 @@
 //! `run`: one process, the launcher of a cluster node, and one process of a cluster.
 
-use super::args::{ExplainArgs, ExplainFormat, ProcessArgs, Restore, RunArgs};
+use super::args::{ExplainArgs, ExplainFormat, ProcessArgs, RestartStrategy, Restore, RunArgs};
 use super::{explain, logging, CliError};
 use crate::checkpoint::CheckpointConfig;
 use crate::cluster::launcher::{self, ChildSpec, Outcome, Supervision};
@@ -167,6 +167,8 @@ pub fn child_args(a: &RunArgs, process: usize) -> Vec<OsString> {
         v.push(format!("--restart-attempts={n}").into());
     }
     v.push(format!("--restart-delay={}ms", a.restart_delay).into());
+    v.push(format!("--restart-strategy={}", a.restart_strategy.as_str()).into());
+    v.push(format!("--failure-rate-interval={}ms", a.failure_rate_interval).into());
     v
 }
 
@@ -232,10 +234,15 @@ pub(super) fn run_launcher(job: &Job, a: &RunArgs) -> Result<u8, CliError> {
     let attempts = a
         .restart_attempts
         .unwrap_or(if ck.is_some() { 3 } else { 0 });
+    let mut policy = RestartPolicy::new(
+        a.restart_strategy,
+        attempts,
+        Duration::from_millis(a.failure_rate_interval),
+    );
     loop {
         let outcome = launcher::supervise(specs(), &Supervision::default(), &launcher::take_signal);
         match outcome {
-            Ok(Outcome::Failed { .. }) if attempt < attempts => {
+            Ok(Outcome::Failed { .. }) if policy.restart(Instant::now()) => {
                 attempt += 1;
                 let failure = outcome
                     .as_ref()
@@ -262,6 +269,52 @@ pub(super) fn run_launcher(job: &Job, a: &RunArgs) -> Result<u8, CliError> {
                 return launch_outcome(other, n, s.node, attempt, ck.as_ref(), &mine, a.workers)
             }
         }
+    }
+}
+
+/// Whether to restart after a failure (Flink's fixed-delay and failure-rate strategies).
+#[derive(Debug, Clone)]
+pub struct RestartPolicy {
+    strategy: RestartStrategy,
+    attempts: u32,
+    interval: Duration,
+    /// When the failures so far happened (failure-rate: only those within the interval).
+    failures: std::collections::VecDeque<Instant>,
+    restarts: u32,
+}
+
+impl RestartPolicy {
+    /// `attempts` restarts in all (fixed-delay) or failures per `interval` (failure-rate).
+    pub fn new(strategy: RestartStrategy, attempts: u32, interval: Duration) -> Self {
+        RestartPolicy {
+            strategy,
+            attempts,
+            interval,
+            failures: Default::default(),
+            restarts: 0,
+        }
+    }
+
+    /// A failure happened at `now`: restart?
+    pub fn restart(&mut self, now: Instant) -> bool {
+        let ok = match self.strategy {
+            RestartStrategy::FixedDelay => self.restarts < self.attempts,
+            RestartStrategy::FailureRate => {
+                while self
+                    .failures
+                    .front()
+                    .is_some_and(|&t| now.duration_since(t) >= self.interval)
+                {
+                    self.failures.pop_front();
+                }
+                self.failures.push_back(now);
+                self.failures.len() as u64 <= u64::from(self.attempts)
+            }
+        };
+        if ok {
+            self.restarts += 1;
+        }
+        ok
     }
 }
 
@@ -487,6 +540,33 @@ mod tests {
                 ..run.clone()
             }
         );
+    }
+
+    #[test]
+    fn fixed_delay_allows_a_number_of_restarts_in_all() {
+        let t0 = Instant::now();
+        let mut p = RestartPolicy::new(RestartStrategy::FixedDelay, 2, Duration::from_secs(60));
+        assert!(p.restart(t0));
+        assert!(p.restart(t0 + Duration::from_secs(3600)));
+        assert!(!p.restart(t0 + Duration::from_secs(7200)));
+        let mut none = RestartPolicy::new(RestartStrategy::FixedDelay, 0, Duration::from_secs(60));
+        assert!(!none.restart(t0));
+    }
+
+    #[test]
+    fn failure_rate_allows_a_number_of_failures_per_interval() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut p = RestartPolicy::new(RestartStrategy::FailureRate, 2, s(60));
+        assert!(p.restart(t0));
+        assert!(p.restart(t0 + s(10)));
+        // A third failure within 60 s of the first: give up.
+        assert!(!p.restart(t0 + s(20)));
+        // Failures spread out are restarted for ever.
+        let mut p = RestartPolicy::new(RestartStrategy::FailureRate, 2, s(60));
+        for i in 0..10 {
+            assert!(p.restart(t0 + s(40 * i)), "failure {i}");
+        }
     }
 
     #[test]
