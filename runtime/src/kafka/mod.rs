@@ -116,19 +116,6 @@ async fn partition_end(pc: &PartitionClient) -> rskafka::client::error::Result<i
     Ok(listed.max(high_watermark))
 }
 
-/// A file name part from an operator name.
-fn file_safe(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -2,22 +2,17 @@
 //! text / bytes values, bounded or unbounded.
 
 use super::format::{self, DecodeFn, KafkaFormat};
-use super::{
-    connect, file_safe, parse_brokers, partition_end, partitions_of, runtime, DEFAULT_RETRY_TIMEOUT,
-};
+use super::{connect, parse_brokers, partition_end, partitions_of, runtime, DEFAULT_RETRY_TIMEOUT};
 use crate::data::EventTime;
 use crate::error::{Result, RuntimeError};
 use crate::sources::{
-    split, BadRecordPolicy, CsvLineParser, Poll, Source, SourceContext, SourceReader,
+    split, BadRecordPolicy, CsvLineParser, DeadLetters, Poll, Source, SourceContext, SourceReader,
 };
 use rskafka::chrono::{DateTime, Utc};
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -322,7 +317,7 @@ impl<T: crate::data::Data + DeserializeOwned> Source for KafkaSource<T> {
             splits,
             rx,
             batch: None,
-            dead_letter: None,
+            dead_letter: DeadLetters::default(),
             records: 0,
             bad: 0,
             finished: false,
@@ -594,7 +589,7 @@ pub struct KafkaSourceReader<T> {
     rx: mpsc::Receiver<Fetched>,
     /// The batch being handed downstream: its split and the records left.
     batch: Option<(usize, std::vec::IntoIter<OffsetValue>)>,
-    dead_letter: Option<(PathBuf, File)>,
+    dead_letter: DeadLetters,
     records: u64,
     bad: u64,
     finished: bool,
@@ -653,23 +648,6 @@ impl<T> KafkaSourceReader<T> {
         raw: Option<&[u8]>,
         error: &str,
     ) -> Result<()> {
-        if self.dead_letter.is_none() {
-            let path = dir.join(format!(
-                "dead-letter-{}-{}.jsonl",
-                file_safe(&self.operator),
-                self.instance
-            ));
-            let file = fs::create_dir_all(dir)
-                .and_then(|_| OpenOptions::new().create(true).append(true).open(&path))
-                .map_err(|e| {
-                    RuntimeError::external(format!(
-                        "kafka source `{}`: cannot open dead-letter file {}: {e}; check that the directory is writable",
-                        self.operator,
-                        path.display()
-                    ))
-                })?;
-            self.dead_letter = Some((path, file));
-        }
         let raw = raw.map(String::from_utf8_lossy).unwrap_or_default();
         let entry = DeadLetterEntry {
             source: &self.operator,
@@ -679,23 +657,9 @@ impl<T> KafkaSourceReader<T> {
             error,
             raw: &raw,
         };
-        let mut json = serde_json::to_vec(&entry).map_err(|e| {
-            RuntimeError::internal(format!(
-                "kafka source `{}`: cannot encode a dead letter: {e}",
-                self.operator
-            ))
-        })?;
-        json.push(b'\n');
-        if let Some((path, out)) = self.dead_letter.as_mut() {
-            out.write_all(&json).map_err(|e| {
-                RuntimeError::external(format!(
-                    "kafka source `{}`: cannot write dead-letter file {}: {e}; check the disk",
-                    self.operator,
-                    path.display()
-                ))
-            })?;
-        }
-        Ok(())
+        let what = format!("kafka source `{}`", self.operator);
+        self.dead_letter
+            .write(&what, dir, &self.operator, self.instance, &entry)
     }
 
     fn finish(&mut self) {

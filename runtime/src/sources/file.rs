@@ -1,13 +1,13 @@
 //! File source: lines of text, JSON or CSV from a file or a directory, split by byte range across instances.
 
-use super::{BadRecordPolicy, Poll, Source, SourceContext, SourceReader};
+use super::{BadRecordPolicy, DeadLetters, Poll, Source, SourceContext, SourceReader};
 use crate::error::{Result, RuntimeError};
 use csv::ByteRecord;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
@@ -170,7 +170,7 @@ impl<T: crate::data::Data> Source for FileSource<T> {
             current: None,
             line: Vec::with_capacity(4096),
             csv: CsvLineParser::new(),
-            dead_letter: None,
+            dead_letter: DeadLetters::default(),
             records: 0,
             bad: 0,
             finished: false,
@@ -479,7 +479,7 @@ pub struct FileSourceReader<T> {
     /// The line being decoded (reused).
     line: Vec<u8>,
     csv: CsvLineParser,
-    dead_letter: Option<(PathBuf, File)>,
+    dead_letter: DeadLetters,
     records: u64,
     bad: u64,
     finished: bool,
@@ -618,30 +618,6 @@ impl<T> FileSourceReader<T> {
 
     /// Append the line in `self.line` to this instance's dead-letter file.
     fn dead_letter(&mut self, dir: &Path, slice: usize, line: u64, error: &str) -> Result<()> {
-        if self.dead_letter.is_none() {
-            let name: String = self
-                .operator
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            let path = dir.join(format!("dead-letter-{name}-{}.jsonl", self.instance));
-            let file = fs::create_dir_all(dir)
-                .and_then(|_| OpenOptions::new().create(true).append(true).open(&path))
-                .map_err(|e| {
-                    RuntimeError::external(format!(
-                        "file source `{}`: cannot open dead-letter file {}: {e}; check that the directory is writable",
-                        self.operator,
-                        path.display()
-                    ))
-                })?;
-            self.dead_letter = Some((path, file));
-        }
         let file = self.slices[slice].path.to_string_lossy();
         let raw = String::from_utf8_lossy(content(&self.line, false));
         let entry = DeadLetterEntry {
@@ -651,23 +627,9 @@ impl<T> FileSourceReader<T> {
             error,
             raw: &raw,
         };
-        let mut json = serde_json::to_vec(&entry).map_err(|e| {
-            RuntimeError::internal(format!(
-                "file source `{}`: cannot encode a dead letter: {e}",
-                self.operator
-            ))
-        })?;
-        json.push(b'\n');
-        if let Some((path, out)) = self.dead_letter.as_mut() {
-            out.write_all(&json).map_err(|e| {
-                RuntimeError::external(format!(
-                    "file source `{}`: cannot write dead-letter file {}: {e}; check the disk",
-                    self.operator,
-                    path.display()
-                ))
-            })?;
-        }
-        Ok(())
+        let what = format!("file source `{}`", self.operator);
+        self.dead_letter
+            .write(&what, dir, &self.operator, self.instance, &entry)
     }
 
     fn finish(&mut self) {

@@ -10,8 +10,10 @@ pub use file::{FileFormat, FileSource, FileSourceReader};
 pub use generator::{Generator, GeneratorReader};
 
 use crate::data::Data;
-use crate::error::Result;
-use std::path::PathBuf;
+use crate::error::{Result, RuntimeError};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// Where a source instance runs.
 #[derive(Debug, Clone)]
@@ -93,4 +95,67 @@ pub enum BadRecordPolicy {
     /// Append the raw record with its position and the error to this file (one file per
     /// source instance: `<path>.<instance>`), and count it.
     DeadLetter(PathBuf),
+}
+
+/// `name` with every character other than ASCII letters, digits, `-`, `_` and `.` replaced by
+/// `_`, for use in a file name.
+pub(crate) fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A source instance's dead-letter file, `dir/dead-letter-<operator>-<instance>.jsonl`,
+/// opened (for appending) on the first bad record.
+#[derive(Debug, Default)]
+pub(crate) struct DeadLetters {
+    file: Option<(PathBuf, File)>,
+}
+
+impl DeadLetters {
+    /// Append `entry` as one JSON line. `what` names the source in errors, such as
+    /// "file source `orders`".
+    pub(crate) fn write<E: serde::Serialize>(
+        &mut self,
+        what: &str,
+        dir: &Path,
+        operator: &str,
+        instance: usize,
+        entry: &E,
+    ) -> Result<()> {
+        if self.file.is_none() {
+            let path = dir.join(format!(
+                "dead-letter-{}-{instance}.jsonl",
+                file_safe(operator)
+            ));
+            let file = std::fs::create_dir_all(dir)
+                .and_then(|_| OpenOptions::new().create(true).append(true).open(&path))
+                .map_err(|e| {
+                    RuntimeError::external(format!(
+                        "{what}: cannot open dead-letter file {}: {e}; check that the directory is writable",
+                        path.display()
+                    ))
+                })?;
+            self.file = Some((path, file));
+        }
+        let mut json = serde_json::to_vec(entry).map_err(|e| {
+            RuntimeError::internal(format!("{what}: cannot encode a dead letter: {e}"))
+        })?;
+        json.push(b'\n');
+        if let Some((path, out)) = self.file.as_mut() {
+            out.write_all(&json).map_err(|e| {
+                RuntimeError::external(format!(
+                    "{what}: cannot write dead-letter file {}: {e}; check the disk",
+                    path.display()
+                ))
+            })?;
+        }
+        Ok(())
+    }
 }
