@@ -730,6 +730,44 @@ pub fn wait_for_children(pid: u32, n: usize, timeout: Duration) -> Vec<u32> {
     }
 }
 
+/// The global process index a job process was started as (`__process --process=K`).
+pub fn process_index(pid: u32) -> Option<usize> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    args.iter()
+        .find_map(|a| a.strip_prefix("--process="))
+        .and_then(|k| k.parse().ok())
+}
+
+/// Wait until a checkpointing file sink made a part file visible, which happens only once
+/// a checkpoint is complete on every worker.
+pub fn wait_for_a_complete_checkpoint(out_dir: &Path, launcher: &mut Spawned) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let visible = std::fs::read_dir(out_dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().starts_with("part-"))
+            })
+            .unwrap_or(false);
+        if visible {
+            return;
+        }
+        assert!(
+            launcher.is_running(),
+            "the job ended before its first checkpoint completed"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint completed within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Send `signal` to process `pid`.
 pub fn send_signal(pid: u32, signal: i32) {
     let Ok(p) = libc::pid_t::try_from(pid) else {

@@ -14,11 +14,12 @@
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use weir_runtime::plan::{Partitioning, PhysicalPlan};
 use weir_runtime::testing::{
-    assert_all_succeeded, elf_interpreter, json_log_lines, ldd, read_parts, read_rolled_records,
-    send_signal, wait_for_children, JobBinary, LocalCluster, Output, Shape, TempDir,
+    assert_all_succeeded, elf_interpreter, json_log_lines, ldd, process_index, read_parts,
+    read_rolled_records, send_signal, wait_for_a_complete_checkpoint, wait_for_children, JobBinary,
+    LocalCluster, Output, Shape, TempDir,
 };
 
 fn job() -> JobBinary {
@@ -710,25 +711,10 @@ fn a_killed_process_resumes_windows_from_the_last_checkpoint_exactly_once() {
     ]);
     let cluster = LocalCluster::new(dir.path(), 1, 2);
     let mut launcher = job().spawn_node(&cluster, 0, 4, &args);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !std::fs::read_dir(&out_dir).is_ok_and(|d| {
-        d.filter_map(Result::ok)
-            .any(|e| e.file_name().to_string_lossy().starts_with("part-"))
-    }) {
-        assert!(
-            launcher.is_running(),
-            "the job ended before its first checkpoint completed"
-        );
-        assert!(Instant::now() < deadline, "no checkpoint completed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let kids = wait_for_children(launcher.pid(), 2, Duration::from_secs(20));
-    let victim = kids
+    wait_for_a_complete_checkpoint(&out_dir, &mut launcher);
+    let victim = wait_for_children(launcher.pid(), 2, Duration::from_secs(20))
         .into_iter()
-        .find(|&k| {
-            std::fs::read(format!("/proc/{k}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("--process=1"))
-        })
+        .find(|&k| process_index(k) == Some(1))
         .expect("no child runs as process 1");
     send_signal(victim, 9);
     let out = launcher.wait(Duration::from_secs(180));

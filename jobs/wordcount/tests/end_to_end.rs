@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use weir_runtime::plan::PhysicalPlan;
 use weir_runtime::testing::{
     assert_all_succeeded, child_pids, elf_interpreter, free_port_block, is_alive, ldd, part_files,
-    read_parts, send_signal, wait_for_children, write_hosts_file, JobBinary, LocalCluster, Shape,
-    TempDir,
+    process_index, read_parts, send_signal, wait_for_a_complete_checkpoint, wait_for_children,
+    write_hosts_file, JobBinary, LocalCluster, Shape, TempDir,
 };
 
 fn job() -> JobBinary {
@@ -461,18 +461,6 @@ fn failing_process_makes_the_launcher_fail_naming_it() {
     }
 }
 
-/// The global process index a job process was started as (`__process --process=K`).
-fn process_index(pid: u32) -> Option<usize> {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args: Vec<String> = cmdline
-        .split(|&b| b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    args.iter()
-        .find_map(|a| a.strip_prefix("--process="))
-        .and_then(|k| k.parse().ok())
-}
-
 /// Start node 0 of a two-node cluster alone: its processes wait for node 1 and stay up.
 fn start_waiting_node(dir: &TempDir) -> (LocalCluster, weir_runtime::testing::Spawned, Vec<u32>) {
     let cluster = LocalCluster::new(dir.path(), 2, 2);
@@ -560,32 +548,6 @@ fn long_text(lines: usize) -> String {
         text.push('\n');
     }
     text
-}
-
-/// Wait until a checkpointing file sink made a part file visible, which happens only once
-/// a checkpoint is complete on every worker.
-fn wait_for_a_complete_checkpoint(out_dir: &Path, launcher: &mut weir_runtime::testing::Spawned) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let visible = std::fs::read_dir(out_dir)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .any(|e| e.file_name().to_string_lossy().starts_with("part-"))
-            })
-            .unwrap_or(false);
-        if visible {
-            return;
-        }
-        assert!(
-            launcher.is_running(),
-            "the job ended before its first checkpoint completed"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint completed within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Kill process `index` of the node's launcher with SIGKILL; returns its pid.
