@@ -53,6 +53,19 @@ pub struct CheckpointConfig {
     pub restore: bool,
 }
 
+#[cfg(test)]
+impl CheckpointConfig {
+    /// Checkpoints under `dir` every 10 ms, 2 retained, restoring.
+    pub(crate) fn for_tests(dir: &Path) -> Self {
+        CheckpointConfig {
+            dir: dir.to_path_buf(),
+            interval: Duration::from_millis(10),
+            retained: 2,
+            restore: true,
+        }
+    }
+}
+
 impl CheckpointConfig {
     /// Epochs per checkpoint for epochs of `epoch`.
     pub fn every(&self, epoch: Duration) -> u64 {
@@ -211,6 +224,54 @@ pub trait Checkpointed {
     /// visible (sinks). Called in checkpoint order.
     fn committed(&mut self, _checkpoint: u64) -> Result<()> {
         Ok(())
+    }
+}
+
+/// The keys an operator changed since its last checkpoint, so that a checkpoint writes only
+/// those. Until the first checkpoint (or a restore) nothing is tracked: that checkpoint
+/// writes every key.
+pub struct DirtyKeys<K>(Option<std::collections::HashSet<K>>);
+
+impl<K> Default for DirtyKeys<K> {
+    fn default() -> Self {
+        DirtyKeys(None)
+    }
+}
+
+impl<K: Key> DirtyKeys<K> {
+    /// `key`'s state changed.
+    #[inline]
+    pub fn touch(&mut self, key: &K) {
+        if let Some(d) = &mut self.0 {
+            d.insert(key.clone());
+        }
+    }
+    /// Write the keys to write now — every key of `all` the first time, the changed ones
+    /// later — with their state from `state` (`None`: the key's state is gone).
+    pub fn write<'k, V: Serialize>(
+        &mut self,
+        out: &mut StateWriter<'_>,
+        all: impl Iterator<Item = &'k K>,
+        mut state: impl FnMut(&K) -> Result<Option<V>>,
+    ) -> Result<()>
+    where
+        K: 'k,
+    {
+        let keys: Vec<K> = match self.0.replace(Default::default()) {
+            Some(d) => d.into_iter().collect(),
+            None => all.cloned().collect(),
+        };
+        for k in keys {
+            match state(&k)? {
+                Some(v) => out.put_keyed(&k, &v)?,
+                None => out.delete_keyed(&k),
+            }
+        }
+        Ok(())
+    }
+    /// State was restored: track changes from now on.
+    pub fn restored(&mut self) {
+        self.0 = Some(Default::default());
     }
 }
 

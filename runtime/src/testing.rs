@@ -742,6 +742,29 @@ pub fn process_index(pid: u32) -> Option<usize> {
         .and_then(|k| k.parse().ok())
 }
 
+/// The flags of the checkpoint kill tests: a checkpoint every 200 ms into `checkpoints`,
+/// restarts after 100 ms.
+pub fn fast_checkpoint_flags(checkpoints: &Path) -> Vec<String> {
+    vec![
+        "--checkpoint-interval".to_string(),
+        "200ms".into(),
+        "--checkpoint-dir".into(),
+        checkpoints.display().to_string(),
+        "--restart-delay".into(),
+        "100ms".into(),
+    ]
+}
+
+/// SIGKILL the child of `launcher` that runs as process `process` (waiting until the
+/// launcher started `children` processes).
+pub fn kill_child_process(launcher: &Spawned, children: usize, process: usize) {
+    let victim = wait_for_children(launcher.pid(), children, Duration::from_secs(20))
+        .into_iter()
+        .find(|&k| process_index(k) == Some(process))
+        .unwrap_or_else(|| panic!("no child runs as process {process}"));
+    send_signal(victim, 9);
+}
+
 /// Wait until a checkpointing file sink made a part file visible, which happens only once
 /// a checkpoint is complete on every worker.
 pub fn wait_for_a_complete_checkpoint(out_dir: &Path, launcher: &mut Spawned) {

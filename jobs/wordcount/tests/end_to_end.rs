@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use weir_runtime::plan::PhysicalPlan;
 use weir_runtime::testing::{
-    assert_all_succeeded, child_pids, elf_interpreter, free_port_block, is_alive, ldd, part_files,
-    process_index, read_parts, send_signal, wait_for_a_complete_checkpoint, wait_for_children,
-    write_hosts_file, JobBinary, LocalCluster, Shape, TempDir,
+    assert_all_succeeded, child_pids, elf_interpreter, fast_checkpoint_flags, free_port_block,
+    is_alive, ldd, part_files, process_index, read_parts, send_signal,
+    wait_for_a_complete_checkpoint, wait_for_children, write_hosts_file, JobBinary, LocalCluster,
+    Shape, TempDir,
 };
 
 fn job() -> JobBinary {
@@ -596,14 +597,7 @@ impl CheckpointedRun {
         let text = long_text(lines);
         std::fs::write(&input, &text).unwrap();
         let mut args = io_args(&input, &dir.join("out"));
-        args.extend([
-            "--checkpoint-interval".to_string(),
-            "200ms".into(),
-            "--checkpoint-dir".into(),
-            dir.join("checkpoints").display().to_string(),
-            "--restart-delay".into(),
-            "100ms".into(),
-        ]);
+        args.extend(fast_checkpoint_flags(&dir.join("checkpoints")));
         args.extend(flags.iter().map(|f| f.to_string()));
         CheckpointedRun { dir, text, args }
     }
