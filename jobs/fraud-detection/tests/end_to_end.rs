@@ -621,7 +621,9 @@ fn generated_input_with_rule_versions_gives_the_same_results_in_every_shape() {
 /// exactly once and the alerts are plain Rust's — none lost, none twice.
 #[test]
 fn a_killed_process_resumes_process_functions_from_the_last_checkpoint_exactly_once() {
-    let (text, rules) = generated_input(60_000);
+    // Enough input for several steps of 64 Ki records, so that checkpoints complete while
+    // the job still runs (one step holds everything of a smaller input).
+    let (text, rules) = generated_input(120_000);
     let expected = Expected::of(&text, &rules);
     let dir = TempDir::new("fraud-ck");
     let (txns, rules_file) = (dir.join("transactions.jsonl"), dir.join("rules.jsonl"));
