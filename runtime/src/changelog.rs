@@ -303,7 +303,7 @@ where
         from.for_each_keyed(|k: K, v| {
             state.insert(k, v);
         })?;
-        self.dirty.restored();
+        self.dirty.restored(from);
         Ok(())
     }
 }
@@ -323,7 +323,7 @@ where
         from.for_each_keyed(|k: K, v| {
             rows.insert(k, v);
         })?;
-        self.dirty.restored();
+        self.dirty.restored(from);
         Ok(())
     }
 }

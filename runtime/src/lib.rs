@@ -18,6 +18,7 @@ pub mod job;
 pub mod kafka;
 pub mod key;
 pub mod process;
+pub mod savepoints;
 pub mod sinks;
 pub mod sources;
 pub mod state;

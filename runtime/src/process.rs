@@ -835,7 +835,7 @@ impl<K: Key, I, KF: Fn(&I) -> K, M, P: KeyedProcessFunction<K, I, M>>
             }
             state.insert(k, s);
         })?;
-        self.dirty.restored();
+        self.dirty.restored(from);
         Ok(())
     }
 }

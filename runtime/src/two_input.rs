@@ -594,7 +594,7 @@ impl<K: Key, L: Data, R: Data, KF: Fn(&Two<L, R>) -> K, O, F: FnMut(&L, &R) -> O
                 right.insert(k, r);
             }
         })?;
-        self.dirty.restored();
+        self.dirty.restored(from);
         Ok(())
     }
 }

@@ -872,7 +872,7 @@ where
             }
         })?;
         self.rebuild_timers();
-        self.dirty = Some(Dirty::default());
+        self.dirty = from.incremental().then(Dirty::default);
         Ok(())
     }
 }
