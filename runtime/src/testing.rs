@@ -27,6 +27,8 @@
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};

@@ -1,0 +1,194 @@
+//! PostgreSQL for tests: the server's address, unique table names, a small synchronous
+//! client to set tables up and read them back, and a loopback proxy that can cut the
+//! connections to the server for a while.
+//!
+//! Tests find the server at `WEIR_TEST_PG` (a connection string; default [`DEFAULT_URL`],
+//! the development and CI machines' server with trust authentication). A server that does
+//! not answer fails the test; it is never skipped.
+
+use super::unique_seed;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where tests look for PostgreSQL when `WEIR_TEST_PG` is not set.
+pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The test server's connection string.
+pub fn url() -> String {
+    std::env::var("WEIR_TEST_PG").unwrap_or_else(|_| DEFAULT_URL.to_string())
+}
+
+/// A table name no other test (run) uses: `<label>_<random>`, lower case.
+pub fn unique_table(label: &str) -> String {
+    format!("{label}_{:016x}", unique_seed())
+}
+
+/// A synchronous connection for setting tables up and checking them.
+pub struct Db {
+    rt: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl Db {
+    /// Connect to `url` (panics, saying how to get a server, if it cannot).
+    pub fn connect(url: &str) -> Db {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start a runtime: {e}"));
+        let (client, connection) = rt
+            .block_on(tokio_postgres::connect(url, tokio_postgres::NoTls))
+            .unwrap_or_else(|e| {
+                panic!("cannot connect to PostgreSQL at {url}: {e}; start the server (.ci/run does) or set WEIR_TEST_PG")
+            });
+        rt.spawn(async move {
+            let _ = connection.await;
+        });
+        Db { rt, client }
+    }
+
+    /// Connect to the test server ([`url`]).
+    pub fn test() -> Db {
+        Db::connect(&url())
+    }
+
+    /// Run statements (separated by `;`), panicking on an error.
+    pub fn exec(&self, sql: &str) {
+        self.rt
+            .block_on(self.client.batch_execute(sql))
+            .unwrap_or_else(|e| panic!("`{sql}` failed: {e:?}"));
+    }
+
+    /// The rows of a query as JSON objects (column → value), in the query's order.
+    pub fn rows(&self, query: &str) -> Vec<Value> {
+        let sql = format!("SELECT row_to_json(q)::text FROM ({query}) AS q");
+        self.rt
+            .block_on(self.client.query(sql.as_str(), &[]))
+            .unwrap_or_else(|e| panic!("`{sql}` failed: {e:?}"))
+            .iter()
+            .map(|r| {
+                let text: String = r.get(0);
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad row {text}: {e}"))
+            })
+            .collect()
+    }
+
+    /// One number a query returns (`SELECT count(*) …`).
+    pub fn count(&self, query: &str) -> i64 {
+        let sql = format!("SELECT ({query})::bigint");
+        self.rt
+            .block_on(self.client.query_one(sql.as_str(), &[]))
+            .unwrap_or_else(|e| panic!("`{sql}` failed: {e:?}"))
+            .get(0)
+    }
+
+    /// Drop `table` if it exists.
+    pub fn drop_table(&self, table: &str) {
+        self.exec(&format!("DROP TABLE IF EXISTS \"{table}\""));
+    }
+}
+
+/// A loopback TCP proxy in front of a server, whose connections can be cut: while cut it
+/// closes every open connection and every new one at once, as a server that went away.
+pub struct CuttableProxy {
+    addr: SocketAddr,
+    down: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl CuttableProxy {
+    /// Listen on a free port of 127.0.0.1 and forward to `target`.
+    pub fn start(target: SocketAddr) -> CuttableProxy {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("cannot bind a proxy port: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("no proxy address: {e}"));
+        let down = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (d, o, s) = (Arc::clone(&down), Arc::clone(&open), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = conn else { continue };
+                if d.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) else {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                };
+                let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                if let Ok(mut list) = o.lock() {
+                    list.extend(client.try_clone().ok());
+                    list.extend(server.try_clone().ok());
+                }
+                std::thread::spawn(move || pipe(client, s2));
+                std::thread::spawn(move || pipe(server, c2));
+            }
+        });
+        CuttableProxy {
+            addr,
+            down,
+            open,
+            stop,
+        }
+    }
+
+    /// The proxy's port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Close every connection and refuse new ones until [`restore`](Self::restore).
+    pub fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        if let Ok(mut list) = self.open.lock() {
+            for s in list.drain(..) {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// Forward connections again.
+    pub fn restore(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.cut();
+        // Wake the accept loop so that it sees `stop`.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+/// Copy bytes from `from` to `to` until either side closes.
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Both);
+    let _ = from.shutdown(Shutdown::Both);
+}
