@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn orders_are_at_most_10_s_late_and_windows_align() {
-        let mut newest = i64::MIN;
+        let mut newest = order(0).event_time;
         for i in 0..10_000 {
             let o = order(i);
             assert!(o.event_time > newest - 10_000);

@@ -9,7 +9,7 @@ use crate::error::ErrorDomain;
 use crate::sinks::Guarantee;
 use crate::sinks::{Sink, SinkContext, SinkWriter};
 use crate::sources::{BadRecordPolicy, Poll, Source, SourceContext, SourceReader};
-use crate::testing::postgres::{unique_table, url, CuttableProxy, Db};
+use crate::testing::postgres::{port, server_addr, unique_table, url, url_at, CuttableProxy, Db};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -393,11 +393,7 @@ fn a_field_without_a_column_is_a_user_error_saying_how_to_map_it() {
 
 #[test]
 fn an_unknown_role_is_one_login_error_at_start() {
-    let bad = format!(
-        "postgres://{}@127.0.0.1:{}/test",
-        unique_table("nobody"),
-        server_port()
-    );
+    let bad = url_at(port(), Some(&unique_table("nobody")));
     let started = Instant::now();
     let err = PostgresSink::insert::<Sale>(bad, "t")
         .open(&ctx(0))
@@ -442,30 +438,9 @@ fn an_unreachable_server_is_retried_then_one_error() {
     );
 }
 
-/// The port of the test server, from its connection string.
-fn server_port() -> u16 {
-    url()
-        .parse::<tokio_postgres::Config>()
-        .ok()
-        .and_then(|c| c.get_ports().first().copied())
-        .unwrap_or(5432)
-}
-
-/// The test server's address, for the proxy.
-fn server_addr() -> std::net::SocketAddr {
-    let port = server_port();
-    std::net::SocketAddr::from(([127, 0, 0, 1], port))
-}
-
 /// The test server through `proxy`.
 fn proxied_url(proxy: &CuttableProxy) -> String {
-    let c: tokio_postgres::Config = url().parse().unwrap();
-    format!(
-        "postgres://{}@127.0.0.1:{}/{}",
-        c.get_user().unwrap_or("postgres"),
-        proxy.port(),
-        c.get_dbname().unwrap_or("test")
-    )
+    url_at(proxy.port(), None)
 }
 
 #[test]

@@ -22,6 +22,33 @@ pub fn url() -> String {
     std::env::var("WEIR_TEST_PG").unwrap_or_else(|_| DEFAULT_URL.to_string())
 }
 
+/// The test server's port (from [`url`]; 5432 if it names none).
+pub fn port() -> u16 {
+    url()
+        .parse::<tokio_postgres::Config>()
+        .ok()
+        .and_then(|c| c.get_ports().first().copied())
+        .unwrap_or(5432)
+}
+
+/// The test server's address on 127.0.0.1.
+pub fn server_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port()))
+}
+
+/// A connection string for the test server's user and database, but at 127.0.0.1:`port`
+/// (a proxy in front of the server) and with `user` instead if given.
+pub fn url_at(port: u16, user: Option<&str>) -> String {
+    let c: tokio_postgres::Config = url()
+        .parse()
+        .unwrap_or_else(|e| panic!("WEIR_TEST_PG is not a connection string: {e}"));
+    format!(
+        "postgres://{}@127.0.0.1:{port}/{}",
+        user.or(c.get_user()).unwrap_or("postgres"),
+        c.get_dbname().unwrap_or("test")
+    )
+}
+
 /// A table name no other test (run) uses: `<label>_<random>`, lower case.
 pub fn unique_table(label: &str) -> String {
     format!("{label}_{:016x}", unique_seed())
