@@ -7,10 +7,7 @@ use std::time::{Duration, Instant};
 use weir_runtime::testing::postgres::{
     port, server_addr, unique_table, url, url_at, CuttableProxy, Db,
 };
-use weir_runtime::testing::{
-    child_pids, process_index, send_signal, wait_for_children, JobBinary, LocalCluster, Spawned,
-    TempDir,
-};
+use weir_runtime::testing::{kill_and_wait_for_restart, JobBinary, LocalCluster, Spawned, TempDir};
 
 fn job() -> JobBinary {
     JobBinary::new(env!("CARGO_BIN_EXE_pg-sales"))
@@ -120,31 +117,6 @@ fn wait_for_a_committed_checkpoint(db: &Db, tables: &Tables, launcher: &mut Spaw
     }
 }
 
-/// Kill job process `index` of the launcher with SIGKILL, then wait until the launcher
-/// runs two processes again.
-fn kill_and_wait_for_restart(launcher: u32, index: usize) {
-    let victim = wait_for_children(launcher, 2, Duration::from_secs(20))
-        .into_iter()
-        .find(|&k| process_index(k) == Some(index))
-        .unwrap_or_else(|| panic!("no child runs as process {index}"));
-    send_signal(victim, 9);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let kids = child_pids(launcher);
-        if kids.len() == 2
-            && !kids.contains(&victim)
-            && kids.iter().all(|&k| process_index(k).is_some())
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the launcher did not restart its processes"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Check one run's tables: every order exactly once, totals as the orders give them.
 fn assert_exactly_once(db: &Db, tables: &Tables, orders: u64) -> (Vec<Value>, Vec<Value>) {
     let rows = tables.orders(db);
@@ -207,7 +179,7 @@ fn random_kills_leave_the_tables_as_an_uninterrupted_run_does() {
             launcher.is_running(),
             "the job finished after {kill} kills; make it longer"
         );
-        kill_and_wait_for_restart(launcher.pid(), next(2) as usize);
+        kill_and_wait_for_restart(launcher.pid(), 2, next(2) as usize);
     }
     let out = launcher.wait(Duration::from_secs(180));
     out.assert_success();

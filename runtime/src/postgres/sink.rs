@@ -420,7 +420,7 @@ fn apply<'c>(client: &'c mut Client, work: &'c Work<'_>) -> PgFuture<'c, u64> {
 
 /// Create the progress table unless it exists (two instances may race: the loser's error
 /// about the existing table is fine).
-fn create_progress<'c>(client: &'c mut Client, sql: &'c String) -> PgFuture<'c, ()> {
+fn create_progress<'c>(client: &'c mut Client, sql: &'c str) -> PgFuture<'c, ()> {
     Box::pin(async move {
         match client.batch_execute(sql).await {
             Err(e)
@@ -833,9 +833,11 @@ impl<T> PostgresSinkWriter<T> {
         let create = format!(
             "CREATE TABLE IF NOT EXISTS {t} (job text NOT NULL, operator text NOT NULL, instance integer NOT NULL, target_table text NOT NULL, checkpoint bigint NOT NULL, committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (job, operator, instance, target_table))"
         );
-        shared
-            .conn
-            .run("creating the progress table", &create, create_progress)?;
+        shared.conn.run(
+            "creating the progress table",
+            create.as_str(),
+            create_progress,
+        )?;
         let p = Progress {
             select: format!(
                 "SELECT checkpoint FROM {t} WHERE job = $1 AND operator = $2 AND instance = $3 AND target_table = $4 FOR UPDATE"

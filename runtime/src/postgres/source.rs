@@ -152,7 +152,7 @@ impl<T> fmt::Debug for PostgresSource<T> {
 }
 
 /// Check that the statement is valid (the table exists, the column too) without running it.
-fn prepare<'c>(client: &'c mut Client, sql: &'c String) -> PgFuture<'c, ()> {
+fn prepare<'c>(client: &'c mut Client, sql: &'c str) -> PgFuture<'c, ()> {
     Box::pin(async move { client.prepare(sql).await.map(|_| ()) })
 }
 
@@ -181,12 +181,13 @@ impl<T: Data> Source for PostgresSource<T> {
         let sql = self.statement(ctx.instance, ctx.parallelism);
         let conn = if reads {
             let mut conn = Conn::open(&self.url, what.clone(), self.retry_timeout)?;
-            conn.run("checking the query", &sql, prepare).map_err(|e| {
-                RuntimeError::user(format!(
-                    "{}; check that the table (or query) and the split column exist",
-                    e.message
-                ))
-            })?;
+            conn.run("checking the query", sql.as_str(), prepare)
+                .map_err(|e| {
+                    RuntimeError::user(format!(
+                        "{}; check that the table (or query) and the split column exist",
+                        e.message
+                    ))
+                })?;
             Some(conn)
         } else {
             None
