@@ -5,7 +5,7 @@
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use weir_runtime::testing::postgres::{
-    port, server_addr, unique_table, url, url_at, CuttableProxy, Db,
+    port, server_addr, unique_table, url, url_at, CuttableProxy, Db, PrivateServer,
 };
 use weir_runtime::testing::{kill_and_wait_for_restart, JobBinary, LocalCluster, Spawned, TempDir};
 
@@ -269,6 +269,46 @@ fn a_refused_login_is_one_clear_error_at_start() {
         "{out}"
     );
     tables.drop(&db);
+}
+
+/// Wrong credentials against a private server with password authentication (initdb on a
+/// free port): one error line at start saying the password was refused; the right
+/// password gets past the login (and then finds no tables in that fresh server).
+#[test]
+fn a_wrong_password_is_one_clear_error_at_start() {
+    let server = PrivateServer::with_password("weir", "right-password");
+    let dir = TempDir::new("pg-sales-password");
+    let tables = Tables {
+        orders: "orders".into(),
+        totals: "totals".into(),
+    };
+    let run = |pg: &str| {
+        job().run(
+            ["run", "--workers", "2"]
+                .into_iter()
+                .map(String::from)
+                .chain(tables.args(pg, 10, 0, &dir).into_iter().take(10)),
+        )
+    };
+    let out = run(&server.url("wrong-password"));
+    let line = final_error(&out);
+    assert!(
+        line.contains("postgres sink `")
+            && line.contains(&format!(
+                "PostgreSQL at weir@127.0.0.1:{}/postgres refused the login",
+                server.port()
+            ))
+            && line.contains("password authentication failed")
+            && line.contains("check the user, password and database in the connection string")
+            && !line.contains("wrong-password"),
+        "{out}"
+    );
+    let out = run(&server.url("right-password"));
+    let line = final_error(&out);
+    assert!(
+        line.contains("table `") && line.contains("does not exist"),
+        "{out}"
+    );
 }
 
 /// A table that does not exist is one line at start, naming it.

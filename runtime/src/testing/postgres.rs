@@ -219,3 +219,148 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
     let _ = to.shutdown(Shutdown::Both);
     let _ = from.shutdown(Shutdown::Both);
 }
+
+/// A private PostgreSQL server for one test: its own data directory (under a [`TempDir`]),
+/// on a free port of 127.0.0.1, with password (SCRAM) authentication for one superuser.
+/// Stopped (immediately) when dropped. Started as the `postgres` user through `runuser`
+/// when the test runs as root, since PostgreSQL refuses to run as root.
+///
+/// The binaries are found in `WEIR_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`.
+pub struct PrivateServer {
+    dir: super::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+    user: String,
+}
+
+impl PrivateServer {
+    /// Initialise and start a server whose superuser `user` logs in with `password`.
+    pub fn with_password(user: &str, password: &str) -> PrivateServer {
+        let bin = pg_bin();
+        let dir = super::TempDir::new("pg-private");
+        let pwfile = dir.join("pw");
+        std::fs::write(&pwfile, format!("{password}\n"))
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", pwfile.display()));
+        let as_root = is_root();
+        if as_root {
+            chown_to_postgres(dir.path());
+            chown_to_postgres(&pwfile);
+        }
+        let data = dir.join("data");
+        let port = super::free_port();
+        let run = |args: Vec<String>| {
+            let mut cmd = if as_root {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", "postgres", "--"]);
+                c
+            } else {
+                std::process::Command::new(bin.join(&args[0]))
+            };
+            if as_root {
+                cmd.arg(bin.join(&args[0]));
+            }
+            cmd.args(&args[1..]);
+            let out = super::run_with_timeout(cmd, Duration::from_secs(60));
+            assert!(out.success(), "{out}");
+        };
+        run(vec![
+            "initdb".into(),
+            "-D".into(),
+            data.display().to_string(),
+            "-U".into(),
+            user.into(),
+            "--auth=scram-sha-256".into(),
+            format!("--pwfile={}", pwfile.display()),
+            "--no-sync".into(),
+            "-E".into(),
+            "UTF8".into(),
+        ]);
+        run(vec![
+            "pg_ctl".into(),
+            "-D".into(),
+            data.display().to_string(),
+            "-o".into(),
+            format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                dir.path().display()
+            ),
+            "-l".into(),
+            dir.join("log").display().to_string(),
+            "-w".into(),
+            "start".into(),
+        ]);
+        PrivateServer {
+            dir,
+            bin,
+            port,
+            user: user.to_string(),
+        }
+    }
+
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A connection string for its database `postgres` with this password.
+    pub fn url(&self, password: &str) -> String {
+        format!(
+            "postgres://{}:{password}@127.0.0.1:{}/postgres",
+            self.user, self.port
+        )
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let mut cmd = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"));
+            c
+        } else {
+            std::process::Command::new(self.bin.join("pg_ctl"))
+        };
+        cmd.arg("-D").arg(&data).args(["-m", "immediate", "stop"]);
+        let _ = super::run_with_timeout(cmd, Duration::from_secs(30));
+    }
+}
+
+/// Whether this process runs as root.
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn chown_to_postgres(path: &std::path::Path) {
+    let out = std::process::Command::new("chown")
+        .arg("postgres")
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run chown: {e}"));
+    assert!(
+        out.status.success(),
+        "chown postgres {} failed",
+        path.display()
+    );
+}
+
+/// The directory of PostgreSQL's server binaries.
+fn pg_bin() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("WEIR_PG_BIN") {
+        return p.into();
+    }
+    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path().join("bin"))
+                .filter(|b| b.join("initdb").is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("no PostgreSQL server binaries (initdb, pg_ctl) under /usr/lib/postgresql; install the server or set WEIR_PG_BIN"))
+}
