@@ -376,7 +376,7 @@ fn a_field_without_a_column_is_a_user_error_saying_how_to_map_it() {
         "{}",
         err.message
     );
-    // Upserting a table without a primary key needs key columns.
+    // Upserting a table without a primary key needs key columns, of a unique index.
     let plain = sales_table(&db, "nokey", false);
     let err = PostgresSink::upsert::<Sale>(url(), &plain)
         .open(&ctx(0))
@@ -384,6 +384,54 @@ fn a_field_without_a_column_is_a_user_error_saying_how_to_map_it() {
         .unwrap();
     assert!(
         err.message.contains("has no primary key"),
+        "{}",
+        err.message
+    );
+    let err = PostgresSink::upsert::<Sale>(url(), &plain)
+        .key(["customer"])
+        .open(&ctx(0))
+        .err()
+        .unwrap();
+    assert_eq!(err.domain, ErrorDomain::User);
+    assert!(
+        err.message.contains("no unique index of table") && err.message.contains("(customer)"),
+        "{}",
+        err.message
+    );
+    db.exec(&format!("CREATE UNIQUE INDEX ON \"{plain}\" (customer)"));
+    let mut w = PostgresSink::upsert::<Sale>(url(), &plain)
+        .key(["customer"])
+        .open(&ctx(0))
+        .unwrap();
+    for id in 0..6 {
+        w.write(sale(id)).unwrap();
+    }
+    w.close().unwrap();
+    assert_eq!(
+        table_rows(&db, &plain),
+        (3..6).map(|i| expected_row(&sale(i))).collect::<Vec<_>>(),
+        "one row per customer, the newest"
+    );
+    // A value the column cannot hold fails the job as the user's mistake, naming it.
+    #[derive(Serialize)]
+    struct BadType {
+        id: String,
+        customer: String,
+        cents: i64,
+    }
+    let mut w = PostgresSink::insert::<BadType>(url(), &plain)
+        .open(&ctx(0))
+        .unwrap();
+    w.write(BadType {
+        id: "seven".into(),
+        customer: "c".into(),
+        cents: 1,
+    })
+    .unwrap();
+    let err = w.close().unwrap_err();
+    assert_eq!(err.domain, ErrorDomain::User);
+    assert!(
+        err.message.contains("writing 1 rows failed") && err.message.contains("bigint"),
         "{}",
         err.message
     );

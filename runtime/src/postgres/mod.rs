@@ -105,6 +105,17 @@ fn is_transient(e: &tokio_postgres::Error) -> bool {
     }
 }
 
+/// Whether an error is about the data or the schema (SQLSTATE classes 22 data exception, 23
+/// integrity constraint violation, 42 syntax error or access rule violation): a mistake in
+/// the job or the table that no retry or restart fixes.
+fn is_data_error(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        ["22", "23", "42"]
+            .iter()
+            .any(|class| c.code().starts_with(class))
+    })
+}
+
 /// Whether a connection error is about who logs in (role, password, database), which no
 /// retry can fix.
 fn is_login_error(e: &tokio_postgres::Error) -> bool {
@@ -252,6 +263,14 @@ impl Conn {
                 rt.block_on(async { tokio::time::timeout(limit, op(client, data)).await });
             let error = match attempt {
                 Ok(Ok(r)) => return Ok(r),
+                Ok(Err(e)) if is_data_error(&e) => {
+                    return Err(RuntimeError::user(format!(
+                        "{}: {doing} failed on {}: {}; fix the job or the table (names, types, constraints, permissions): retrying will not help",
+                        self.what,
+                        self.target(),
+                        describe_error(&e)
+                    )));
+                }
                 Ok(Err(e)) if !is_transient(&e) => {
                     return Err(RuntimeError::external(format!(
                         "{}: {doing} failed on {}: {}",

@@ -460,10 +460,18 @@ fn progress_statement<'c>(
     })
 }
 
-/// The table's columns (in order) and primary key columns, or `None` if it does not exist.
-type TableShape = Option<(Vec<String>, Vec<String>)>;
+/// What the sink needs to know about its table.
+struct TableShape {
+    /// Column names, in order.
+    columns: Vec<String>,
+    /// The primary key's columns (empty: none).
+    primary: Vec<String>,
+    /// The column sets of its unique indexes (without predicates), the primary key's too.
+    unique: Vec<Vec<String>>,
+}
 
-fn table_shape<'c>(client: &'c mut Client, quoted: &'c String) -> PgFuture<'c, TableShape> {
+/// The table's shape, or `None` if it does not exist.
+fn table_shape<'c>(client: &'c mut Client, quoted: &'c String) -> PgFuture<'c, Option<TableShape>> {
     Box::pin(async move {
         let exists = client
             .query_one("SELECT to_regclass($1)::text", &[quoted])
@@ -480,16 +488,25 @@ fn table_shape<'c>(client: &'c mut Client, quoted: &'c String) -> PgFuture<'c, T
             .iter()
             .map(|r| r.try_get::<_, String>(0))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let key = client
+        let mut shape = TableShape {
+            columns,
+            primary: Vec::new(),
+            unique: Vec::new(),
+        };
+        for r in client
             .query(
-                "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = to_regclass($1) AND i.indisprimary ORDER BY a.attnum",
+                "SELECT i.indisprimary, array_agg(a.attname::text ORDER BY a.attnum) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL GROUP BY i.indexrelid, i.indisprimary",
                 &[quoted],
             )
             .await?
-            .iter()
-            .map(|r| r.try_get::<_, String>(0))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(Some((columns, key)))
+        {
+            let cols: Vec<String> = r.try_get(1)?;
+            if r.try_get::<_, bool>(0)? {
+                shape.primary = cols.clone();
+            }
+            shape.unique.push(cols);
+        }
+        Ok(Some(shape))
     })
 }
 
@@ -525,7 +542,11 @@ impl<T: 'static> Sink<T> for PostgresSink<T> {
         let what = format!("postgres sink `{}`", ctx.operator);
         let mut conn = Conn::open(&self.url, what.clone(), self.retry_timeout)?;
         let quoted = quote_name(&self.table);
-        let Some((columns, primary)) = conn.run(
+        let Some(TableShape {
+            columns,
+            primary,
+            unique,
+        }) = conn.run(
             &format!("reading table `{}`", self.table),
             &quoted,
             table_shape,
@@ -553,6 +574,16 @@ impl<T: 'static> Sink<T> for PostgresSink<T> {
                 "{what}: the key column `{missing}` is not a column of table `{}` (its columns: {})",
                 self.table,
                 columns.join(", ")
+            )));
+        }
+        let same_set =
+            |cols: &Vec<String>| cols.len() == key.len() && cols.iter().all(|c| key.contains(c));
+        if !key.is_empty() && !unique.iter().any(same_set) {
+            return Err(RuntimeError::user(format!(
+                "{what}: no unique index of table `{}` has exactly the key columns ({}), which upserts (ON CONFLICT) need; create one (CREATE UNIQUE INDEX … ({})) or name the columns of an existing one with .key([...])",
+                self.table,
+                key.join(", "),
+                key.join(", ")
             )));
         }
         let shared = Shared {

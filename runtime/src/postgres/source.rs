@@ -181,13 +181,7 @@ impl<T: Data> Source for PostgresSource<T> {
         let sql = self.statement(ctx.instance, ctx.parallelism);
         let conn = if reads {
             let mut conn = Conn::open(&self.url, what.clone(), self.retry_timeout)?;
-            conn.run("checking the query", sql.as_str(), prepare)
-                .map_err(|e| {
-                    RuntimeError::user(format!(
-                        "{}; check that the table (or query) and the split column exist",
-                        e.message
-                    ))
-                })?;
+            conn.run("checking the query", sql.as_str(), prepare)?;
             Some(conn)
         } else {
             None
