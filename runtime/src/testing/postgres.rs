@@ -220,7 +220,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
     let _ = from.shutdown(Shutdown::Both);
 }
 
-/// A private PostgreSQL server for one test: its own data directory (under a [`TempDir`]),
+/// A private PostgreSQL server for one test: its own data directory (under a [`TempDir`](super::TempDir)),
 /// on a free port of 127.0.0.1, with password (SCRAM) authentication for one superuser.
 /// Stopped (immediately) when dropped. Started as the `postgres` user through `runuser`
 /// when the test runs as root, since PostgreSQL refuses to run as root.
