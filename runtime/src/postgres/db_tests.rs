@@ -431,7 +431,7 @@ fn a_field_without_a_column_is_a_user_error_saying_how_to_map_it() {
     let err = w.close().unwrap_err();
     assert_eq!(err.domain, ErrorDomain::User);
     assert!(
-        err.message.contains("writing 1 rows failed") && err.message.contains("bigint"),
+        err.message.contains("writing a batch (1 rows) failed") && err.message.contains("bigint"),
         "{}",
         err.message
     );

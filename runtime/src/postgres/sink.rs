@@ -838,7 +838,7 @@ impl<T> PostgresSinkWriter<T> {
         let written = self
             .shared
             .borrow_mut()
-            .write(&[(0, rows)], &format!("writing {n} rows"))?;
+            .write(&[(0, rows)], &format!("writing a batch ({n} rows)"))?;
         self.written.set(self.written.get() + written);
         Ok(())
     }
