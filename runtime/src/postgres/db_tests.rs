@@ -728,3 +728,29 @@ fn rows_the_record_type_cannot_hold_follow_the_bad_record_policy() {
     );
     db.drop_table(&t);
 }
+
+#[test]
+fn a_snapshot_read_survives_a_connection_cut_mid_read() {
+    let db = Db::test();
+    let t = customers_table(&db, 20_000, false);
+    let proxy = CuttableProxy::start(server_addr());
+    let source = PostgresSource::table::<Customer>(url_at(proxy.port(), None), &t).split_by("id");
+    let mut r = source.open(&sctx(0, 1)).unwrap();
+    // Some rows are read; the reading thread is ahead by a few chunks, then blocked.
+    let mut got = drain(&mut r, Some(1_000));
+    std::thread::sleep(Duration::from_millis(200));
+    proxy.cut();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_secs(1));
+            proxy.restore();
+        });
+        got.extend(drain(&mut r, None));
+    });
+    assert_eq!(
+        got,
+        (0..20_000).map(customer).collect::<Vec<_>>(),
+        "every row once, in order"
+    );
+    db.drop_table(&t);
+}

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 /// Rows fetched per round trip.
@@ -48,8 +48,10 @@ enum Query {
 ///
 /// The reading runs on a thread of the instance's own with one connection inside one
 /// read-only `REPEATABLE READ` transaction; the worker only takes fetched rows. The server
-/// is retried at start like the sink's; a connection lost while reading fails the job
-/// (which then restarts from its last checkpoint).
+/// is retried with backoff for [`retry_timeout`](Self::retry_timeout). A connection lost
+/// while reading is retried the same way with `split_by` (reading on after the rows already
+/// fetched, in a new transaction); without it, the job fails (and restarts from its last
+/// checkpoint if it has one).
 ///
 /// ```text
 /// env.source(PostgresSource::table::<Customer>(env.arg("pg"), "customers").split_by("id"))
@@ -100,7 +102,7 @@ impl<T> PostgresSource<T> {
         self
     }
 
-    /// How long to keep retrying an unreachable server at start (default 30 s).
+    /// How long to keep retrying an unreachable server or a lost connection (default 30 s).
     pub fn retry_timeout(mut self, timeout: Duration) -> Self {
         self.retry_timeout = timeout;
         self
@@ -253,6 +255,7 @@ async fn read_all(
     sql: &str,
     skip: i64,
     tx: &mpsc::SyncSender<Fetched>,
+    sent: &mut i64,
 ) -> std::result::Result<bool, tokio_postgres::Error> {
     let t = client
         .build_transaction()
@@ -271,16 +274,67 @@ async fn read_all(
                     .map(Option::unwrap_or_default)
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        if !rows.is_empty() && tx.send(Fetched::Rows(rows)).is_err() {
+        let n = rows.len() as i64;
+        if n > 0 && tx.send(Fetched::Rows(rows)).is_err() {
             // The reader is gone (the job stops).
             return Ok(false);
         }
+        *sent += n;
         if done {
             break;
         }
     }
     t.commit().await?;
     Ok(true)
+}
+
+/// The reading thread: read every row after `skip` into `tx`. When the rows come in a
+/// stable order (`resumable`), a broken connection is retried with backoff for the retry
+/// timeout, continuing after the rows already sent.
+fn read_thread(
+    mut conn: Conn,
+    sql: &str,
+    mut skip: i64,
+    resumable: bool,
+    tx: &mpsc::SyncSender<Fetched>,
+) {
+    let mut delay = Duration::from_millis(100);
+    let mut deadline: Option<Instant> = None;
+    let last = loop {
+        if let Err(e) = conn.client() {
+            break Fetched::Failed(e);
+        }
+        let Conn { rt, client, .. } = &mut conn;
+        let Some(client) = client.as_mut() else {
+            continue;
+        };
+        let mut sent = 0;
+        let error = match rt.block_on(read_all(client, sql, skip, tx, &mut sent)) {
+            Ok(true) => break Fetched::End,
+            Ok(false) => return,
+            Err(e) => e,
+        };
+        skip += sent;
+        if sent > 0 {
+            // Progress since the last failure: a new outage gets the whole timeout.
+            deadline = None;
+            delay = Duration::from_millis(100);
+        }
+        let until = *deadline.get_or_insert(Instant::now() + conn.retry_timeout);
+        if !resumable || !super::is_transient(&error) || Instant::now() + delay >= until {
+            break Fetched::Failed(RuntimeError::external(format!(
+                "{}: reading failed on {}: {}; the job restarts from its last checkpoint if it has one",
+                conn.what,
+                conn.target(),
+                super::describe_error(&error)
+            )));
+        }
+        tracing::warn!(connector = %conn.what, server = %conn.target(), error = %super::describe_error(&error), retry_in_ms = delay.as_millis() as u64, "reading failed; reconnecting and retrying");
+        conn.client = None;
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_secs(2));
+    };
+    let _ = tx.send(last);
 }
 
 impl<T> PostgresSourceReader<T> {
@@ -292,34 +346,15 @@ impl<T> PostgresSourceReader<T> {
         let (tx, rx) = mpsc::sync_channel(CHANNEL_CHUNKS);
         let sql = self.sql.clone();
         let skip = i64::try_from(self.skip).unwrap_or(i64::MAX);
+        let resumable = self.checkpointable;
         std::thread::Builder::new()
             .name(format!("weir-pg-{}-{}", self.operator, self.instance))
-            .spawn(move || {
-                let mut conn = conn;
-                let result = match conn.client() {
-                    Ok(_) => {
-                        let Conn { rt, client, what, .. } = &mut conn;
-                        match client.as_mut() {
-                            Some(client) => rt.block_on(read_all(client, &sql, skip, &tx)).map_err(|e| {
-                                RuntimeError::external(format!(
-                                    "{what}: reading failed: {}; the job restarts from its last checkpoint if it has one",
-                                    super::describe_error(&e)
-                                ))
-                            }),
-                            None => Err(RuntimeError::internal(format!("{what}: no connection"))),
-                        }
-                    }
-                    Err(e) => Err(e),
-                };
-                let last = match result {
-                    Ok(true) => Fetched::End,
-                    Ok(false) => return,
-                    Err(e) => Fetched::Failed(e),
-                };
-                let _ = tx.send(last);
-            })
+            .spawn(move || read_thread(conn, &sql, skip, resumable, &tx))
             .map_err(|e| {
-                RuntimeError::external(format!("{}: cannot start its reading thread: {e}", self.what))
+                RuntimeError::external(format!(
+                    "{}: cannot start its reading thread: {e}",
+                    self.what
+                ))
             })?;
         self.rx = Some(rx);
         Ok(())
