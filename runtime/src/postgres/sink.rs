@@ -117,7 +117,9 @@ fn encode_change<T: Serialize>(change: Change<T>) -> std::result::Result<Op, Str
 ///   of later, incomplete checkpoints are produced again and written once their checkpoint
 ///   completes. No `PREPARE TRANSACTION` is needed. Rows become visible at checkpoint
 ///   completion, so the checkpoint interval is the output's latency; a checkpoint's rows
-///   are held in memory until then (upserts keep only the newest row per key).
+///   are held in memory until then (upserts keep only the newest row per key). Progress is
+///   kept per job name, operator, instance and table: two running copies of one job must
+///   not write the same table.
 /// - *Without checkpoints*, rows are written in batches — when [`batch_rows`](Self::batch_rows)
 ///   rows are buffered, when the oldest buffered row has waited
 ///   [`batch_interval`](Self::batch_interval), and when the input ends — each batch in one
