@@ -754,3 +754,25 @@ fn a_snapshot_read_survives_a_connection_cut_mid_read() {
     );
     db.drop_table(&t);
 }
+
+#[test]
+fn a_server_down_at_start_is_waited_for_within_the_retry_timeout() {
+    let db = Db::test();
+    let t = sales_table(&db, "downatstart", false);
+    let proxy = CuttableProxy::start(server_addr());
+    proxy.cut();
+    let sink = PostgresSink::insert::<Sale>(url_at(proxy.port(), None), &t);
+    let started = Instant::now();
+    let mut w = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(1500));
+            proxy.restore();
+        });
+        sink.open(&ctx(0)).unwrap()
+    });
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    w.write(sale(1)).unwrap();
+    w.close().unwrap();
+    assert_eq!(table_rows(&db, &t), vec![expected_row(&sale(1))]);
+    db.drop_table(&t);
+}
