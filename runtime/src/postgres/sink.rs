@@ -703,13 +703,10 @@ impl Shared {
 
     /// Write `groups` in one transaction (with progress: only those not committed yet).
     fn write(&mut self, groups: &[(u64, Rows)], doing: &str) -> Result<u64> {
-        if groups.iter().all(|(_, r)| r.is_empty()) && self.progress.is_none() {
+        if groups.iter().all(|(_, r)| r.is_empty()) {
             return Ok(0);
         }
         let Some(statements) = &self.statements else {
-            if groups.iter().all(|(_, r)| r.is_empty()) {
-                return Ok(0);
-            }
             return Err(RuntimeError::internal(format!(
                 "postgres sink for `{}`: rows without statements",
                 self.table
