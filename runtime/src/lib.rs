@@ -17,6 +17,8 @@ pub mod job;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod key;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod process;
 pub mod savepoints;
 pub mod sinks;
@@ -47,6 +49,8 @@ pub mod prelude {
     #[cfg(feature = "kafka")]
     pub use crate::kafka::{KafkaSink, KafkaSource, StartFrom};
     pub use crate::key::Key;
+    #[cfg(feature = "postgres")]
+    pub use crate::postgres::{PostgresSink, PostgresSource};
     pub use crate::process::{
         Context, KeyedProcessFunction, ListState, MapState, OutputTag, ProcessingTimeOnly,
         TimeDomain, ValueState, WithEventTime,

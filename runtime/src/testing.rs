@@ -27,6 +27,8 @@
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -727,6 +729,32 @@ pub fn wait_for_children(pid: u32, n: usize, timeout: Duration) -> Vec<u32> {
             kids.len()
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kill job process `index` of a node's launcher (pid `launcher`, running `procs` job
+/// processes) with SIGKILL, then wait until the launcher runs `procs` processes again, none
+/// of them the killed one; returns the killed pid. Panics after 30 s.
+pub fn kill_and_wait_for_restart(launcher: u32, procs: usize, index: usize) -> u32 {
+    let victim = wait_for_children(launcher, procs, Duration::from_secs(20))
+        .into_iter()
+        .find(|&k| process_index(k) == Some(index))
+        .unwrap_or_else(|| panic!("no child runs as process {index}"));
+    send_signal(victim, 9);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let kids = child_pids(launcher);
+        if kids.len() == procs
+            && !kids.contains(&victim)
+            && kids.iter().all(|&k| process_index(k).is_some())
+        {
+            return victim;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the launcher did not restart its processes"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
