@@ -52,8 +52,8 @@ pub mod prelude {
     #[cfg(feature = "postgres")]
     pub use crate::postgres::{PostgresSink, PostgresSource};
     pub use crate::process::{
-        Context, KeyedProcessFunction, ListState, MapState, OutputTag, ProcessingTimeOnly,
-        TimeDomain, ValueState, WithEventTime,
+        AggregatingState, Context, KeyedProcessFunction, ListState, MapState, OutputTag,
+        ProcessingTimeOnly, ReducingState, TimeDomain, ValueState, WithEventTime,
     };
     pub use crate::sinks::{
         CollectSink, DiscardSink, FileSink, Guarantee, Sink, SinkContext, SinkWriter, StdoutSink,

@@ -98,6 +98,52 @@ descriptor!(
     MapState<K, V>
 );
 
+/// One value per key, folded from the values added with a reduce function (Flink's
+/// `ReducingState`): `ReducingState::new("max", |a: u64, b| a.max(b))`.
+pub struct ReducingState<T> {
+    inner: ValueState<T>,
+    reduce: fn(T, T) -> T,
+}
+
+impl<T> ReducingState<T> {
+    /// A state called `name` that folds added values with `reduce`.
+    pub const fn new(name: &'static str, reduce: fn(T, T) -> T) -> Self {
+        ReducingState {
+            inner: ValueState::new(name),
+            reduce,
+        }
+    }
+    /// Expire it `ttl` after its last write (see [`ValueState::with_ttl`]).
+    pub const fn with_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.inner = self.inner.with_ttl(ttl);
+        self
+    }
+}
+
+/// One accumulator per key, fed by an [`Aggregator`](crate::windows::Aggregator) (Flink's
+/// `AggregatingState`): values are added, the result is read.
+pub struct AggregatingState<T, A: crate::windows::Aggregator<T>> {
+    inner: ValueState<A::Acc>,
+    agg: A,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T, A: crate::windows::Aggregator<T>> AggregatingState<T, A> {
+    /// A state called `name` aggregated by `agg`.
+    pub const fn new(name: &'static str, agg: A) -> Self {
+        AggregatingState {
+            inner: ValueState::new(name),
+            agg,
+            _t: PhantomData,
+        }
+    }
+    /// Expire it `ttl` after its last write (see [`ValueState::with_ttl`]).
+    pub fn with_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.inner = self.inner.with_ttl(ttl);
+        self
+    }
+}
+
 /// A value held in a [`KeyState`]: any serializable state, reached by type.
 trait Slot: Any {
     fn any(&self) -> &dyn Any;
@@ -460,6 +506,59 @@ impl<'a, K: Key, O, M> Context<'a, K, O, M> {
     /// Clear the current key's value of `state`.
     pub fn clear<T: 'static>(&mut self, state: &ValueState<T>) {
         self.state.remove(state.name);
+    }
+    /// Fold `value` into the current key's reducing state.
+    pub fn reduce<T: Data>(&mut self, state: &ReducingState<T>, value: T) {
+        let (reduce, s) = (state.reduce, &state.inner);
+        if let Some(slot) = self
+            .state
+            .write::<Option<T>>(s.name, s.ttl_ms, self.problem)
+        {
+            *slot = Some(match slot.take() {
+                Some(old) => reduce(old, value),
+                None => value,
+            });
+        }
+    }
+    /// The current key's folded value.
+    pub fn reduced<T: Data>(&self, state: &ReducingState<T>) -> Option<T> {
+        self.value(&state.inner)
+    }
+    /// Clear the current key's reducing state.
+    pub fn clear_reducing<T: 'static>(&mut self, state: &ReducingState<T>) {
+        self.state.remove(state.inner.name);
+    }
+    /// Add `value` to the current key's aggregating state.
+    pub fn aggregate<T, A>(&mut self, state: &AggregatingState<T, A>, value: T)
+    where
+        A: crate::windows::Aggregator<T>,
+        A::Acc: Data,
+    {
+        let s = &state.inner;
+        if let Some(slot) = self
+            .state
+            .write::<Option<A::Acc>>(s.name, s.ttl_ms, self.problem)
+        {
+            let acc = slot
+                .take()
+                .unwrap_or_else(|| state.agg.create_accumulator());
+            *slot = Some(state.agg.add(acc, value));
+        }
+    }
+    /// The current key's aggregate result, if anything was added.
+    pub fn aggregated<T, A>(&self, state: &AggregatingState<T, A>) -> Option<A::Out>
+    where
+        A: crate::windows::Aggregator<T>,
+        A::Acc: Data,
+    {
+        self.value(&state.inner).map(|acc| state.agg.result(acc))
+    }
+    /// Clear the current key's aggregating state.
+    pub fn clear_aggregating<T, A: crate::windows::Aggregator<T>>(
+        &mut self,
+        state: &AggregatingState<T, A>,
+    ) {
+        self.state.remove(state.inner.name);
     }
     /// The current key's list (a copy).
     pub fn list<T: Data>(&self, state: &ListState<T>) -> Vec<T> {
@@ -1137,6 +1236,74 @@ mod checkpoint_tests {
         assert_eq!(op.keys_with_state(), 1, "not expired yet");
         op.on_tick(now + 2 * SWEEP_EVERY_MS, &mut out).unwrap();
         assert_eq!(op.keys_with_state(), 0);
+    }
+
+    struct Folds {
+        max: ReducingState<i64>,
+        mean: AggregatingState<i64, Mean>,
+    }
+    struct Mean;
+    impl crate::windows::Aggregator<i64> for Mean {
+        type Acc = (i64, u32);
+        type Out = i64;
+        fn create_accumulator(&self) -> (i64, u32) {
+            (0, 0)
+        }
+        fn add(&self, (s, n): (i64, u32), v: i64) -> (i64, u32) {
+            (s + v, n + 1)
+        }
+        fn merge(&self, a: (i64, u32), b: (i64, u32)) -> (i64, u32) {
+            (a.0 + b.0, a.1 + b.1)
+        }
+        fn result(&self, (s, n): (i64, u32)) -> i64 {
+            s / i64::from(n.max(1))
+        }
+    }
+    impl KeyedProcessFunction<u32, (u32, i64), ProcessingTimeOnly> for Folds {
+        type Out = (Option<i64>, Option<i64>);
+        fn process_element(
+            &mut self,
+            r: (u32, i64),
+            ctx: &mut Context<'_, u32, Self::Out, ProcessingTimeOnly>,
+        ) {
+            if r.1 < 0 {
+                ctx.clear_reducing(&self.max);
+                ctx.clear_aggregating(&self.mean);
+            } else {
+                ctx.reduce(&self.max, r.1);
+                ctx.aggregate(&self.mean, r.1);
+            }
+            ctx.emit((ctx.reduced(&self.max), ctx.aggregated(&self.mean)));
+        }
+    }
+
+    #[test]
+    fn reducing_and_aggregating_state_fold_what_is_added() {
+        let kf = |r: &(u32, i64)| r.0;
+        let f = Folds {
+            max: ReducingState::new("max", |a: i64, b| a.max(b)),
+            mean: AggregatingState::new("mean", Mean),
+        };
+        let (mut op, _) = keyed_process_processing_time(Witness::new(), &kf, f);
+        let mut out = Vec::new();
+        for r in [(1, 4), (1, 10), (2, 3), (1, 1), (1, -1), (1, 6)] {
+            op.on_record(0, r, &mut |_, o| {
+                out.push(o);
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert_eq!(
+            out,
+            [
+                (Some(4), Some(4)),
+                (Some(10), Some(7)),
+                (Some(3), Some(3)),
+                (Some(10), Some(5)),
+                (None, None),
+                (Some(6), Some(6)),
+            ]
+        );
     }
 
     struct Confused {
