@@ -56,6 +56,9 @@ pub struct CheckpointConfig {
     pub savepoint: Option<PathBuf>,
     /// Start even when the savepoint holds state of operators this job does not have.
     pub allow_non_restored_state: bool,
+    /// Copy every completed checkpoint here too (a shared mount), one directory per worker
+    /// slot, so that the state of a lost node survives; restores fall back to the copies.
+    pub copy_dir: Option<PathBuf>,
 }
 
 #[cfg(test)]
@@ -69,6 +72,7 @@ impl CheckpointConfig {
             restore: true,
             savepoint: None,
             allow_non_restored_state: false,
+            copy_dir: None,
         }
     }
 }
@@ -189,6 +193,8 @@ pub struct StateReader<'a> {
     key_groups: Range<u32>,
     /// From a savepoint: how many instances of the operator wrote it.
     savepoint_instances: Option<usize>,
+    /// Restored from the worker's own store (see [`StateReader::incremental`]).
+    incremental: bool,
 }
 
 impl StateReader<'_> {
@@ -248,10 +254,10 @@ impl StateReader<'_> {
             .collect()
     }
     /// Whether the state restored is the worker's own checkpoint, so that the next
-    /// checkpoint may write only what changed since. From a savepoint, the first
-    /// checkpoint must write everything.
+    /// checkpoint may write only what changed since. From a savepoint or a copy, the
+    /// first checkpoint must write everything.
     pub fn incremental(&self) -> bool {
-        self.savepoint_instances.is_none()
+        self.incremental
     }
 }
 
@@ -338,6 +344,49 @@ struct Part {
     ended: Option<Option<Vec<u8>>>,
 }
 
+/// The copy of checkpoint `c` in `dir` (one worker's copies).
+fn copy_path(dir: &Path, c: u64) -> PathBuf {
+    dir.join(format!("checkpoint-{c}"))
+}
+
+/// The checkpoints copied to `dir`, oldest first.
+fn copied(dir: &Path) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_prefix("checkpoint-"))
+                        .and_then(|n| n.parse().ok())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort_unstable();
+    ids
+}
+
+/// Copy complete checkpoint `c` of `store` to `dir` and keep the newest `retained` copies.
+fn copy_checkpoint(store: &CheckpointStore, dir: &Path, c: u64, retained: usize) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        RuntimeError::user(format!(
+            "cannot create the checkpoint copy directory {}: {e}; make --checkpoint-copy-dir writable",
+            dir.display()
+        ))
+    })?;
+    let dest = copy_path(dir, c);
+    if !dest.exists() {
+        store.copy_to(c, &dest)?;
+        tracing::debug!(checkpoint = c, dir = %dir.display(), "checkpoint copied");
+    }
+    let ids = copied(dir);
+    for old in ids.iter().take(ids.len().saturating_sub(retained.max(1))) {
+        let _ = std::fs::remove_dir_all(copy_path(dir, *old));
+    }
+    Ok(())
+}
+
 /// Work for a worker's background committer thread, done in order.
 enum Job {
     /// Write a checkpoint as a pending version.
@@ -359,7 +408,11 @@ struct Background {
 }
 
 impl Background {
-    fn start(store: Arc<Mutex<CheckpointStore>>, worker: usize) -> Result<Self> {
+    fn start(
+        store: Arc<Mutex<CheckpointStore>>,
+        worker: usize,
+        copies: Option<PathBuf>,
+    ) -> Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let done = Arc::new(AtomicU64::new(0));
         let error = Arc::new(Mutex::new(None));
@@ -384,8 +437,12 @@ impl Background {
                                 })
                         }
                         Job::Promote(list, retained) => lock(&store).and_then(|mut st| {
+                            let newest = list.iter().max().copied();
                             for c in list {
                                 st.promote(c)?;
+                            }
+                            if let (Some(dir), Some(c)) = (&copies, newest) {
+                                copy_checkpoint(&st, dir, c, retained)?;
                             }
                             st.retain(retained).map(|_| ())
                         }),
@@ -477,6 +534,10 @@ struct Shared {
     savepoint: Option<Arc<crate::savepoints::SavepointSet>>,
     /// The run restored from the savepoint (not from its own store).
     from_savepoint: bool,
+    /// This worker's copies of completed checkpoints (`--checkpoint-copy-dir`).
+    copies: Option<PathBuf>,
+    /// The copy restored from, when the store lacked the agreed checkpoint.
+    from_copy: Option<crate::state::Savepoint>,
     allow_non_restored_state: bool,
 }
 
@@ -657,6 +718,19 @@ impl Checkpoints {
                 );
             }
         }
+        let copies = cfg
+            .copy_dir
+            .as_ref()
+            .map(|d| d.join(format!("worker-{worker}")));
+        if let (Some(dir), true) = (&copies, cfg.restore) {
+            // Copies of checkpoints this store lost (a replaced disk or node).
+            for c in copied(dir) {
+                if !offer.contains(&c) {
+                    offer.push(c);
+                }
+            }
+            offer.sort_unstable();
+        }
         if let Some(sp) = &savepoint {
             // The savepoint, or a checkpoint this run took after starting from it.
             let c = sp.info.checkpoint;
@@ -664,7 +738,7 @@ impl Checkpoints {
             offer.insert(0, c);
         }
         let store = Arc::new(Mutex::new(store));
-        let background = Background::start(Arc::clone(&store), worker)?;
+        let background = Background::start(Arc::clone(&store), worker, copies.clone())?;
         let shared = Shared {
             store,
             background,
@@ -688,6 +762,8 @@ impl Checkpoints {
             sealed: false,
             savepoint,
             from_savepoint: false,
+            copies,
+            from_copy: None,
             allow_non_restored_state: cfg.allow_non_restored_state,
         };
         Ok((Checkpoints(Some(Rc::new(RefCell::new(shared)))), offer))
@@ -710,6 +786,25 @@ impl Checkpoints {
             s.restored = Some(c);
             s.from_savepoint = true;
             tracing::info!(checkpoint = c, savepoint = %dir.display(), "restoring from savepoint");
+            return Ok(());
+        }
+        let from_copy = match (&s.copies, agreed) {
+            (Some(dir), Some(c)) => {
+                let have = lock(&s.store)?.versions()?;
+                let path = copy_path(dir, c);
+                (!have.iter().any(|v| v.checkpoint == c) && path.is_dir()).then_some(path)
+            }
+            _ => None,
+        };
+        if let (Some(path), Some(c)) = (from_copy, agreed) {
+            let copy = crate::state::open_savepoint(&path)?;
+            lock(&s.store)?.rollback_to(None)?;
+            s.background.done.store(c + 1, Ordering::SeqCst);
+            s.queued = Some(c);
+            s.completed = Some(c);
+            s.restored = Some(c);
+            s.from_copy = Some(copy);
+            tracing::info!(checkpoint = c, copy = %path.display(), "restoring from checkpoint (from its copy: this worker's store lacks it)");
             return Ok(());
         }
         let target = {
@@ -901,32 +996,31 @@ impl Participant {
                 self.name, self.instance
             ))
         };
-        if let (true, Some(sp)) = (shared.from_savepoint, &shared.savepoint) {
-            let readers = sp
-                .parts
-                .iter()
-                .map(|p| p.reader())
-                .collect::<Result<Vec<_>>>()
-                .map_err(cannot)?;
-            let from = StateReader {
-                readers: &readers,
-                operator: &self.name,
-                instance: self.instance,
-                key_groups: self.key_groups.clone(),
-                savepoint_instances: Some(sp.instances.get(&self.name).copied().unwrap_or(0)),
+        // Where to read: every worker's copy of a savepoint, this worker's copy of a
+        // checkpoint its store lost, or its store.
+        let store;
+        let (readers, savepoint_instances, incremental) =
+            if let (true, Some(sp)) = (shared.from_savepoint, &shared.savepoint) {
+                let readers = sp
+                    .parts
+                    .iter()
+                    .map(|p| p.reader())
+                    .collect::<Result<Vec<_>>>();
+                let n = sp.instances.get(&self.name).copied().unwrap_or(0);
+                (readers.map_err(cannot)?, Some(n), false)
+            } else if let Some(copy) = &shared.from_copy {
+                (vec![copy.reader().map_err(cannot)?], None, false)
+            } else {
+                store = lock(&shared.store)?;
+                (vec![store.reader(c).map_err(cannot)?], None, true)
             };
-            return state
-                .restore(c, &from)
-                .map_err(|e| e.in_operator(self.name.clone()));
-        }
-        let store = lock(&shared.store)?;
-        let reader = store.reader(c).map_err(cannot)?;
         let from = StateReader {
-            readers: std::slice::from_ref(&reader),
+            readers: &readers,
             operator: &self.name,
             instance: self.instance,
             key_groups: self.key_groups.clone(),
-            savepoint_instances: None,
+            savepoint_instances,
+            incremental,
         };
         state
             .restore(c, &from)
@@ -1008,7 +1102,16 @@ impl Participant {
     }
 }
 
-/// Remove the checkpoint stores of `workers` under `dir` (a job that finished).
+/// Remove the checkpoint stores of `workers`, and their copies (a job that finished, or
+/// one that starts from a savepoint).
+pub fn remove_checkpoints(cfg: &CheckpointConfig, workers: Range<usize>) {
+    remove_stores(&cfg.dir, workers.clone());
+    if let Some(copies) = &cfg.copy_dir {
+        remove_stores(copies, workers);
+    }
+}
+
+/// Remove the stores of `workers` under `dir`.
 pub fn remove_stores(dir: &Path, workers: Range<usize>) {
     for w in workers {
         let p = dir.join(format!("worker-{w}"));

@@ -702,6 +702,51 @@ fn exhausted_restarts_stop_the_job_keep_the_checkpoint_and_a_rerun_resumes() {
     assert!(got == expected, "{}", diff(&expected, &got));
 }
 
+/// A node that loses its disk: with `--checkpoint-copy-dir`, completed checkpoints are
+/// also copied to a second place. The launcher is killed (its processes die with it), the
+/// local checkpoint directory is deleted, and the same command again resumes from the
+/// copies, completing the output exactly once; the finished job removes the copies too.
+#[test]
+fn a_lost_checkpoint_directory_resumes_from_the_copies_exactly_once() {
+    let copies = TempDir::new("wordcount-copies");
+    let copy_flag = copies.path().display().to_string();
+    let run = CheckpointedRun::new(300_000, &["--checkpoint-copy-dir", &copy_flag]);
+    let mut launcher = run.start();
+    wait_for_a_complete_checkpoint(&run.out_dir(), &mut launcher);
+    // Wait until every worker has a copy.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let copied = |w: usize| {
+        std::fs::read_dir(copies.join(format!("wordcount/worker-{w}")))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+            })
+            .unwrap_or(false)
+    };
+    while !(0..4).all(copied) {
+        assert!(Instant::now() < deadline, "no copies within 30 s");
+        assert!(
+            launcher.is_running(),
+            "the job ended before its checkpoints were copied"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    send_signal(launcher.pid(), 9);
+    let _ = launcher.wait(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::remove_dir_all(run.dir.join("checkpoints")).unwrap();
+    let out = run.start().wait(Duration::from_secs(120));
+    out.assert_success();
+    assert!(out.stderr.contains("from its copy"), "{out}");
+    let got = final_counts(&weir_runtime::testing::read_rolled_records(&run.out_dir()));
+    let expected = expected_counts(&run.text);
+    assert!(got == expected, "{}", diff(&expected, &got));
+    assert!(
+        !(0..4).any(copied),
+        "the finished job leaves no copies behind"
+    );
+}
+
 /// Two nodes, one launcher each: a process killed on node 1 makes node 0's process lose
 /// its connections and fail too; both launchers restart their processes, which reconnect,
 /// agree on the last complete checkpoint and finish with exactly-once output.

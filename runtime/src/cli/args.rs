@@ -98,6 +98,11 @@ pub struct RunArgs {
         help_heading = "Checkpoints"
     )]
     pub checkpoint_dir: PathBuf,
+    /// Copy every completed checkpoint into DIR/<job>/worker-<slot>/ too (a shared mount),
+    /// so that a node's state survives the loss of its disk; a restore uses a copy when
+    /// the local store lacks the checkpoint.
+    #[arg(long, value_name = "DIR", help_heading = "Checkpoints")]
+    pub checkpoint_copy_dir: Option<PathBuf>,
     /// How many complete checkpoints to keep (the newest).
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = parse_count, help_heading = "Checkpoints")]
     pub checkpoints_retained: usize,

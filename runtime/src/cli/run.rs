@@ -91,7 +91,7 @@ pub(super) fn run_single(job: Job, a: &RunArgs) -> Result<u8, CliError> {
     )?;
     // A finished job keeps no checkpoints (Flink discards them when a job finishes).
     if let Some(ck) = ck {
-        crate::checkpoint::remove_stores(&ck.dir, 0..a.workers);
+        crate::checkpoint::remove_checkpoints(&ck, 0..a.workers);
     }
     Ok(code)
 }
@@ -175,6 +175,11 @@ pub fn child_args(a: &RunArgs, process: usize) -> Vec<OsString> {
     if a.allow_non_restored_state {
         v.push("--allow-non-restored-state".into());
     }
+    if let Some(dir) = &a.checkpoint_copy_dir {
+        let mut flag = OsString::from("--checkpoint-copy-dir=");
+        flag.push(dir.as_os_str());
+        v.push(flag);
+    }
     v.push(format!("--restart-delay={}ms", a.restart_delay).into());
     v.push(format!("--restart-strategy={}", a.restart_strategy.as_str()).into());
     v.push(format!("--failure-rate-interval={}ms", a.failure_rate_interval).into());
@@ -191,6 +196,10 @@ fn checkpoint_config(job: &Job, a: &RunArgs) -> Option<CheckpointConfig> {
         restore: a.restore == Restore::Latest,
         savepoint: a.from_savepoint.clone(),
         allow_non_restored_state: a.allow_non_restored_state,
+        copy_dir: a
+            .checkpoint_copy_dir
+            .as_ref()
+            .map(|d| d.join(&job.plan.name)),
     })
 }
 
@@ -236,7 +245,7 @@ fn prepare_savepoint_start(
             crate::savepoints::SAVEPOINT_FILE
         )));
     }
-    crate::checkpoint::remove_stores(&ck.dir, workers);
+    crate::checkpoint::remove_checkpoints(ck, workers);
     Ok(())
 }
 
@@ -401,7 +410,7 @@ fn launch_outcome(
             if let Some(ck) = ck {
                 for pa in mine {
                     let first = pa.process * workers;
-                    crate::checkpoint::remove_stores(&ck.dir, first..first + workers);
+                    crate::checkpoint::remove_checkpoints(ck, first..first + workers);
                 }
             }
             Ok(0)
