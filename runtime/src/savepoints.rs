@@ -100,7 +100,7 @@ fn try_take(
 ) -> Result<SavepointInfo> {
     let stores = slots
         .iter()
-        .map(|&w| CheckpointStore::open(job_dir, w))
+        .map(|&w| CheckpointStore::open_existing(job_dir, w))
         .collect::<Result<Vec<_>>>()?;
     // Complete in every store (a store without any version hosts no state: it is copied
     // only if it has the chosen one).

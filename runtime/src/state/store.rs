@@ -286,10 +286,37 @@ impl CheckpointStore {
         Self::open_at(&slot, Some(worker), INITIAL_MAP_SIZE)
     }
 
+    /// Open worker `worker`'s existing store under `dir` without writing to it — not even
+    /// its map size, which another process (the running job) owns: for copying
+    /// checkpoints out of a running job's stores.
+    pub fn open_existing(dir: &Path, worker: usize) -> Result<Self> {
+        let path = dir.join(format!("worker-{worker}"));
+        if !path.join("data.mdb").is_file() {
+            return Err(RuntimeError::user(format!(
+                "{} holds no checkpoint store; give the --checkpoint-dir the job runs with",
+                path.display()
+            )));
+        }
+        Self::open_env(&path, Some(worker), 0, false)
+    }
+
     /// Open the environment in directory `path` (which exists).
     pub(crate) fn open_at(path: &Path, worker: Option<usize>, map_size: usize) -> Result<Self> {
+        Self::open_env(path, worker, map_size, true)
+    }
+
+    fn open_env(
+        path: &Path,
+        worker: Option<usize>,
+        map_size: usize,
+        writable: bool,
+    ) -> Result<Self> {
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options.map_size(round_map(map_size)).max_dbs(8);
+        // Read-only: take the map size the environment has (LMDB uses the larger of this
+        // and the file's).
+        options
+            .map_size(round_map(if writable { map_size } else { 0 }))
+            .max_dbs(8);
         // SAFETY: LMDB maps the file. Nothing else in this process maps it (heed refuses to
         // open one path twice), each worker slot has its own directory, and weir never
         // truncates or rewrites data.mdb while it is open.
@@ -317,6 +344,9 @@ impl CheckpointStore {
                 "{} is truncated ({len} bytes, but its pages reach {needed}); restore a savepoint, or move the directory away to start without state",
                 data_file.display()
             )));
+        }
+        if !writable {
+            return Self::open_readable(env, path, worker);
         }
         // Room to write at least as much again as is stored.
         let want = round_map((needed as usize).saturating_mul(2));
@@ -369,6 +399,68 @@ impl CheckpointStore {
             grows_on_full: 0,
         };
         store.check_catalog()?;
+        store.load_operators()?;
+        Ok(store)
+    }
+
+    /// The databases of an existing environment, opened in a read transaction.
+    fn open_readable(
+        env: heed::Env<WithoutTls>,
+        path: &Path,
+        worker: Option<usize>,
+    ) -> Result<Self> {
+        let missing = || {
+            RuntimeError::user(format!(
+                "{} is not a complete checkpoint store (a database is missing)",
+                path.display()
+            ))
+        };
+        let rtxn = env
+            .read_txn()
+            .map_err(|e| lmdb_error(path, "read the checkpoint store", e))?;
+        let dbs = env
+            .open_databases_and_commit(rtxn, |dbo, rtxn| {
+                let open = |name: &str| dbo.open_database::<Bytes, Bytes>(rtxn, Some(name));
+                let all = (
+                    open("data")?,
+                    open("log")?,
+                    open("versions")?,
+                    open("meta")?,
+                    open("operators")?,
+                    open("catalog")?,
+                );
+                Ok::<_, heed::Error>(match all {
+                    (
+                        Some(data),
+                        Some(log),
+                        Some(versions),
+                        Some(meta),
+                        Some(operators),
+                        Some(catalog),
+                    ) => CommitOrAbort::Commit((data, log, versions, meta, operators, catalog)),
+                    _ => CommitOrAbort::Abort(()),
+                })
+            })
+            .map_err(|e| lmdb_error(path, "read the checkpoint store", e))?
+            .commit()
+            .map(|(data, log, versions, meta, operators, catalog)| Dbs {
+                data,
+                log,
+                versions,
+                meta,
+                operators,
+                catalog,
+            })
+            .ok_or_else(missing)?;
+        let mut store = CheckpointStore {
+            env,
+            dbs,
+            path: path.to_path_buf(),
+            worker,
+            ops: HashMap::new(),
+            presize: false,
+            grows_on_full: 0,
+        };
         store.load_operators()?;
         Ok(store)
     }
