@@ -80,9 +80,21 @@ pub fn take(
     // A checkpoint every worker committed is marked complete in the stores a moment after
     // the job learns so, and the one chosen may be dropped by retention while copying: try
     // again for a few seconds.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let start = std::time::Instant::now();
+    let deadline = start + std::time::Duration::from_secs(5);
     loop {
-        match try_take(job_dir, job, max_parallelism, target, checkpoint, &slots) {
+        // A store without any checkpoint may belong to a worker that hosts no state, or to
+        // one whose first checkpoint is being written: wait a moment before accepting it.
+        let allow_empty = start.elapsed() > std::time::Duration::from_secs(2);
+        match try_take(
+            job_dir,
+            job,
+            max_parallelism,
+            target,
+            checkpoint,
+            &slots,
+            allow_empty,
+        ) {
             Ok(info) => return Ok(info),
             Err(e) if std::time::Instant::now() >= deadline => return Err(e),
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
@@ -97,6 +109,7 @@ fn try_take(
     target: &Path,
     checkpoint: Option<u64>,
     slots: &[usize],
+    allow_empty: bool,
 ) -> Result<SavepointInfo> {
     let stores = slots
         .iter()
@@ -105,7 +118,8 @@ fn try_take(
     // Complete in every store (a store without any version hosts no state: it is copied
     // only if it has the chosen one).
     let mut common: Option<Vec<u64>> = None;
-    for st in &stores {
+    let mut hosting = vec![true; stores.len()];
+    for (i, st) in stores.iter().enumerate() {
         let complete: Vec<u64> = st
             .versions()?
             .into_iter()
@@ -113,6 +127,13 @@ fn try_take(
             .map(|v| v.checkpoint)
             .collect();
         if complete.is_empty() && st.versions()?.is_empty() {
+            if !allow_empty {
+                return Err(RuntimeError::user(format!(
+                    "{} holds no checkpoint yet",
+                    st.path().display()
+                )));
+            }
+            hosting[i] = false;
             continue;
         }
         common = Some(match common {
@@ -146,11 +167,12 @@ fn try_take(
     })?;
     let mut workers = Vec::new();
     let copied = (|| -> Result<()> {
-        for (st, &w) in stores.iter().zip(slots) {
-            let has = st.versions()?.iter().any(|v| v.checkpoint == chosen);
-            if !has {
+        for ((st, &w), hosts) in stores.iter().zip(slots).zip(hosting) {
+            if !hosts {
                 continue;
             }
+            // Fails (and the whole savepoint is tried again) if retention dropped the
+            // checkpoint since it was chosen.
             let m = st.copy_to(chosen, &tmp.join(format!("worker-{w}")))?;
             if m.job != job {
                 return Err(RuntimeError::user(format!(

@@ -847,7 +847,11 @@ fn a_savepoint_taken_at_4_restores_at_2_and_at_8_with_exact_counts() {
         "the job finished before the savepoint; give it a longer input"
     );
     send_signal(launcher.pid(), 9);
-    let _ = launcher.wait(Duration::from_secs(30));
+    let first = launcher.wait(Duration::from_secs(30));
+    assert!(
+        !first.stderr.contains("restarting"),
+        "the first run restarted before it was stopped:\n{first}"
+    );
 
     for workers in [2, 8] {
         let out = dir.join(format!("out-{workers}"));
