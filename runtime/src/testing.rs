@@ -786,11 +786,22 @@ pub fn fast_checkpoint_flags(checkpoints: &Path) -> Vec<String> {
 /// SIGKILL the child of `launcher` that runs as process `process` (waiting until the
 /// launcher started `children` processes).
 pub fn kill_child_process(launcher: &Spawned, children: usize, process: usize) {
-    let victim = wait_for_children(launcher.pid(), children, Duration::from_secs(20))
-        .into_iter()
-        .find(|&k| process_index(k) == Some(process))
-        .unwrap_or_else(|| panic!("no child runs as process {process}"));
-    send_signal(victim, 9);
+    // A child just forked still shows the launcher's command line until it has exec'd.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let victim = wait_for_children(launcher.pid(), children, Duration::from_secs(20))
+            .into_iter()
+            .find(|&k| process_index(k) == Some(process));
+        if let Some(victim) = victim {
+            send_signal(victim, 9);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no child runs as process {process}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Wait until a checkpointing file sink made a part file visible, which happens only once
