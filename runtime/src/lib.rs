@@ -17,6 +17,7 @@ pub mod job;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod key;
+pub mod metrics;
 pub mod process;
 pub mod sinks;
 pub mod sources;

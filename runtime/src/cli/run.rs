@@ -8,6 +8,7 @@ use crate::cluster::net::{self, Mesh, Networked};
 use crate::cluster::{count, describe_shape, Hosts, ProcessAddr};
 use crate::error::RuntimeError;
 use crate::job::{Env, Job};
+use crate::metrics::ProcessMetrics;
 use crate::worker::{self, RunConfig};
 use std::ffi::OsString;
 use std::io::Write;
@@ -80,6 +81,7 @@ pub(super) fn run_single(job: Job, a: &RunArgs) -> Result<u8, CliError> {
         .try_build()
         .map_err(|e| CliError::failed(format!("cannot start the workers: {e}")))?;
     let ck = checkpoint_config(&job, a);
+    let metrics = ProcessMetrics::new(&job.plan.name, 0);
     let code = execute(
         job,
         physical,
@@ -87,6 +89,7 @@ pub(super) fn run_single(job: Job, a: &RunArgs) -> Result<u8, CliError> {
         Duration::from_millis(a.epoch_ms),
         comm,
         ck.clone(),
+        metrics,
     )?;
     // A finished job keeps no checkpoints (Flink discards them when a job finishes).
     if let Some(ck) = ck {
@@ -203,11 +206,17 @@ pub(super) fn run_launcher(job: &Job, a: &RunArgs) -> Result<u8, CliError> {
             "cannot find this program's path to start its processes: {e}"
         ))
     })?;
-    let specs = || -> Vec<ChildSpec> {
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let specs = |attempt: u32| -> Vec<ChildSpec> {
         mine.iter()
             .map(|pa| {
                 let mut command = Command::new(&exe);
                 command.args(child_args(a, pa.process));
+                // Uptime and restarts of the job, for the processes' metrics.
+                command.env(crate::metrics::ENV_JOB_STARTED, started_ms.to_string());
+                command.env(crate::metrics::ENV_RESTARTS, attempt.to_string());
                 ChildSpec {
                     process: pa.process,
                     node: pa.node,
@@ -240,7 +249,11 @@ pub(super) fn run_launcher(job: &Job, a: &RunArgs) -> Result<u8, CliError> {
         Duration::from_millis(a.failure_rate_interval),
     );
     loop {
-        let outcome = launcher::supervise(specs(), &Supervision::default(), &launcher::take_signal);
+        let outcome = launcher::supervise(
+            specs(attempt),
+            &Supervision::default(),
+            &launcher::take_signal,
+        );
         match outcome {
             Ok(Outcome::Failed { .. }) if policy.restart(Instant::now()) => {
                 attempt += 1;
@@ -401,6 +414,7 @@ pub(super) fn run_process(job: Job, p: &ProcessArgs) -> Result<u8, CliError> {
         net::start_networking(sockets, p.process, a.workers)?
     };
     let ck = checkpoint_config(&job, a);
+    let metrics = ProcessMetrics::new(&job.plan.name, p.process);
     execute(
         job,
         s.physical,
@@ -408,6 +422,7 @@ pub(super) fn run_process(job: Job, p: &ProcessArgs) -> Result<u8, CliError> {
         Duration::from_millis(a.epoch_ms),
         comm,
         ck,
+        metrics,
     )
 }
 
@@ -419,6 +434,7 @@ fn execute(
     epoch: Duration,
     (builders, others): Networked,
     checkpoints: Option<CheckpointConfig>,
+    metrics: Arc<ProcessMetrics>,
 ) -> Result<u8, CliError> {
     let started = Instant::now();
     tracing::info!(
@@ -436,6 +452,7 @@ fn execute(
         checkpoints,
         max_epochs_ahead: worker::MAX_EPOCHS_AHEAD,
         records_per_step: worker::RECORDS_PER_STEP,
+        metrics,
     };
     let job = Arc::new(job);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
