@@ -13,6 +13,8 @@ pub mod cli;
 pub mod cluster;
 pub mod data;
 pub mod error;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod job;
 #[cfg(feature = "kafka")]
 pub mod kafka;

@@ -29,7 +29,12 @@ pub struct RunConfig {
     pub records_per_step: usize,
     /// This process's metrics (what `/metrics` serves).
     pub metrics: Arc<ProcessMetrics>,
+    /// Set from outside (the REST API's cancel) to stop the workers.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
+
+/// The error a cancelled run ends with.
+pub const CANCELLED: &str = "the job was cancelled (POST /api/cancel)";
 
 /// Default for [`RunConfig::max_epochs_ahead`].
 pub const MAX_EPOCHS_AHEAD: u64 = 4;
@@ -172,6 +177,7 @@ pub fn run(
     let records_per_step = cfg.records_per_step;
     let fingerprint = job.plan.fingerprint();
     let metrics = cfg.metrics;
+    let cancel = cfg.cancel;
     let (f2, s2) = (Arc::clone(&failure), Arc::clone(&stats));
     let guards = timely::execute::execute_from(
         builders,
@@ -219,6 +225,9 @@ pub fn run(
             });
             ctx.checkpoints.seal();
             while worker.step_or_park(Some(Duration::from_millis(20))) {
+                if cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+                    ctx.failure.fail(RuntimeError::user(CANCELLED));
+                }
                 if ctx.failure.failed() {
                     break;
                 }
@@ -399,6 +408,7 @@ pub fn run_local_with(
             max_epochs_ahead: MAX_EPOCHS_AHEAD,
             records_per_step: options.records_per_step,
             metrics,
+            cancel: None,
         },
         builders,
         others,
@@ -467,6 +477,7 @@ pub fn run_cluster_local(
                 max_epochs_ahead: MAX_EPOCHS_AHEAD,
                 records_per_step: RECORDS_PER_STEP,
                 metrics: ProcessMetrics::new(&plan.name, me),
+                cancel: None,
             };
             std::thread::spawn(move || -> Result<RunSummary> {
                 let sockets = connect_all(&mesh, listener, Duration::from_secs(30))?;

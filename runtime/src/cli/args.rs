@@ -52,6 +52,26 @@ pub struct RunArgs {
     /// Format of the log lines on stderr (level: RUST_LOG, default info).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Serve `/metrics` on this port (process K of a cluster: PORT+K); process 0 also serves
+    /// the REST API and the dashboard. 0 turns the server off [default: 8081, and a busy
+    /// default port only logs a warning].
+    #[arg(long, value_name = "PORT", help_heading = "Monitoring")]
+    pub http_port: Option<u16>,
+    /// Serve no HTTP at all (as --http-port 0).
+    #[arg(long, conflicts_with = "http_port", help_heading = "Monitoring")]
+    pub no_http: bool,
+    /// The address the HTTP server binds (0.0.0.0: every interface).
+    #[arg(
+        long,
+        value_name = "IP",
+        default_value = "127.0.0.1",
+        help_heading = "Monitoring"
+    )]
+    pub http_bind: std::net::IpAddr,
+    /// The token that mutating REST requests (POST /api/cancel) must send as
+    /// `Authorization: Bearer TOKEN` (or set WEIR_HTTP_TOKEN); without one they are refused.
+    #[arg(long, value_name = "TOKEN", help_heading = "Monitoring")]
+    pub http_token: Option<String>,
     /// Run as one node of a cluster: the file lists one IP:PORT per node.
     #[arg(long, value_name = "FILE", requires = "node", help_heading = "Cluster")]
     pub hosts: Option<PathBuf>,

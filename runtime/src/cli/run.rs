@@ -18,6 +18,57 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_compiler::plan::{resolve, ClusterShape, PhysicalPlan};
 
+/// The `/metrics` port of process 0 unless `--http-port` says otherwise; process K uses
+/// this port + K.
+pub const DEFAULT_HTTP_PORT: u16 = 8081;
+/// Environment variable holding the REST API's token (as `--http-token`).
+pub const ENV_HTTP_TOKEN: &str = "WEIR_HTTP_TOKEN";
+
+/// Where this process serves HTTP and where the others do (process 0 reads their metrics).
+struct Monitoring {
+    process: usize,
+    /// Every process's `/metrics` address, by global index (`None`: HTTP is off).
+    addrs: Option<Vec<(usize, std::net::SocketAddr)>>,
+    /// Whether the job runs as this process alone (then it can be cancelled).
+    alone: bool,
+}
+
+impl Monitoring {
+    /// `processes`: (global index, node, the process's own address) of every process.
+    fn new(
+        a: &RunArgs,
+        me: usize,
+        my_node: usize,
+        processes: &[(usize, usize, std::net::IpAddr)],
+    ) -> Self {
+        let base = if a.no_http {
+            0
+        } else {
+            a.http_port.unwrap_or(DEFAULT_HTTP_PORT)
+        };
+        let addrs = (base != 0).then(|| {
+            processes
+                .iter()
+                .filter_map(|&(k, node, ip)| {
+                    let port = u16::try_from(usize::from(base) + k).ok()?;
+                    // Same node: where it binds; another node: its address in the hosts file.
+                    let ip = match (node == my_node, a.http_bind.is_unspecified()) {
+                        (true, true) => std::net::IpAddr::from([127, 0, 0, 1]),
+                        (true, false) => a.http_bind,
+                        (false, _) => ip,
+                    };
+                    Some((k, std::net::SocketAddr::new(ip, port)))
+                })
+                .collect()
+        });
+        Monitoring {
+            process: me,
+            addrs,
+            alone: processes.len() == 1,
+        }
+    }
+}
+
 fn plan_error(e: weir_compiler::plan::PlanError) -> CliError {
     CliError::usage(e.to_string())
 }
@@ -82,6 +133,7 @@ pub(super) fn run_single(job: Job, a: &RunArgs) -> Result<u8, CliError> {
         .map_err(|e| CliError::failed(format!("cannot start the workers: {e}")))?;
     let ck = checkpoint_config(&job, a);
     let metrics = ProcessMetrics::new(&job.plan.name, 0);
+    let mon = Monitoring::new(a, 0, 0, &[(0, 0, std::net::IpAddr::from([127, 0, 0, 1]))]);
     let code = execute(
         job,
         physical,
@@ -90,6 +142,7 @@ pub(super) fn run_single(job: Job, a: &RunArgs) -> Result<u8, CliError> {
         comm,
         ck.clone(),
         metrics,
+        (a, mon),
     )?;
     // A finished job keeps no checkpoints (Flink discards them when a job finishes).
     if let Some(ck) = ck {
@@ -172,6 +225,14 @@ pub fn child_args(a: &RunArgs, process: usize) -> Vec<OsString> {
     v.push(format!("--restart-delay={}ms", a.restart_delay).into());
     v.push(format!("--restart-strategy={}", a.restart_strategy.as_str()).into());
     v.push(format!("--failure-rate-interval={}ms", a.failure_rate_interval).into());
+    match (a.no_http, a.http_port) {
+        (true, _) => v.push("--no-http".into()),
+        (false, Some(p)) => v.push(format!("--http-port={p}").into()),
+        (false, None) => {}
+    }
+    v.push(format!("--http-bind={}", a.http_bind).into());
+    // The token goes to the processes through the environment (see `run_launcher`), not
+    // their command line, which every user of the machine can read.
     v
 }
 
@@ -217,6 +278,9 @@ pub(super) fn run_launcher(job: &Job, a: &RunArgs) -> Result<u8, CliError> {
                 // Uptime and restarts of the job, for the processes' metrics.
                 command.env(crate::metrics::ENV_JOB_STARTED, started_ms.to_string());
                 command.env(crate::metrics::ENV_RESTARTS, attempt.to_string());
+                if let Some(t) = &a.http_token {
+                    command.env(ENV_HTTP_TOKEN, t);
+                }
                 ChildSpec {
                     process: pa.process,
                     node: pa.node,
@@ -402,7 +466,7 @@ pub(super) fn run_process(job: Job, p: &ProcessArgs) -> Result<u8, CliError> {
             job: job.plan.name.clone(),
             fingerprint: job.plan.fingerprint(),
             shape,
-            processes: s.processes,
+            processes: s.processes.clone(),
             me: p.process,
         };
         tracing::info!(
@@ -415,6 +479,12 @@ pub(super) fn run_process(job: Job, p: &ProcessArgs) -> Result<u8, CliError> {
     };
     let ck = checkpoint_config(&job, a);
     let metrics = ProcessMetrics::new(&job.plan.name, p.process);
+    let all: Vec<(usize, usize, std::net::IpAddr)> = s
+        .processes
+        .iter()
+        .map(|pa| (pa.process, pa.node, pa.addr.ip()))
+        .collect();
+    let mon = Monitoring::new(a, p.process, me.node, &all);
     execute(
         job,
         s.physical,
@@ -423,10 +493,87 @@ pub(super) fn run_process(job: Job, p: &ProcessArgs) -> Result<u8, CliError> {
         comm,
         ck,
         metrics,
+        (a, mon),
     )
 }
 
+/// Start the HTTP server of this process, if it serves one: a busy default port only
+/// warns, a port the user chose is an error.
+#[cfg(feature = "http")]
+fn start_http(
+    job: &Job,
+    physical: &PhysicalPlan,
+    a: &RunArgs,
+    mon: &Monitoring,
+    metrics: &Arc<ProcessMetrics>,
+    checkpoints: Option<&CheckpointConfig>,
+    control: &Control,
+) -> Result<Option<crate::http::Server>, CliError> {
+    use crate::http::JobView;
+    let Some(addrs) = &mon.addrs else {
+        return Ok(None);
+    };
+    let Some(port) = addrs
+        .iter()
+        .find(|(k, _)| *k == mon.process)
+        .map(|(_, s)| s.port())
+    else {
+        return Err(CliError::usage(format!(
+            "--http-port {} + process {} is past port 65535: choose a lower --http-port",
+            a.http_port.unwrap_or(DEFAULT_HTTP_PORT),
+            mon.process
+        )));
+    };
+    let view = (mon.process == 0).then(|| JobView {
+        plan: job.plan.clone(),
+        physical: physical.clone(),
+        peers: addrs.iter().filter(|(k, _)| *k != 0).copied().collect(),
+        token: a
+            .http_token
+            .clone()
+            .or_else(|| std::env::var(ENV_HTTP_TOKEN).ok())
+            .filter(|t| !t.is_empty()),
+        cancel: mon.alone.then(|| Arc::clone(&control.cancel)),
+        status: Arc::clone(&control.status),
+        checkpoint_interval_ms: checkpoints.map(|c| c.interval.as_millis() as u64),
+    });
+    let addr = std::net::SocketAddr::new(a.http_bind, port);
+    let serves_api = view.is_some();
+    match crate::http::start(addr, Arc::clone(metrics), view) {
+        Ok(server) => {
+            if serves_api {
+                tracing::info!(
+                    "dashboard on http://{}/ (REST API under /api, metrics on /metrics)",
+                    server.addr()
+                );
+            } else {
+                tracing::info!("metrics on http://{}/metrics", server.addr());
+            }
+            Ok(Some(server))
+        }
+        Err(e) if a.http_port.is_none() => {
+            tracing::warn!(
+                "cannot serve metrics on {addr} ({e}); the job runs without them: choose a port with --http-port, or --no-http"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(CliError::usage(format!(
+            "cannot serve HTTP on {addr} (--http-port): {e}; choose another port, or --no-http"
+        ))),
+    }
+}
+
+/// What the REST API shares with the run: the cancel flag and the job's state.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+#[derive(Default)]
+struct Control {
+    cancel: Arc<std::sync::atomic::AtomicBool>,
+    #[cfg(feature = "http")]
+    status: Arc<std::sync::Mutex<crate::http::JobStatus>>,
+}
+
 /// Run the workers of this process to the end and log the summary.
+#[allow(clippy::too_many_arguments)]
 fn execute(
     job: Job,
     physical: PhysicalPlan,
@@ -435,8 +582,24 @@ fn execute(
     (builders, others): Networked,
     checkpoints: Option<CheckpointConfig>,
     metrics: Arc<ProcessMetrics>,
+    (a, mon): (&RunArgs, Monitoring),
 ) -> Result<u8, CliError> {
     let started = Instant::now();
+    let control = Control::default();
+    #[cfg(feature = "http")]
+    let server = start_http(
+        &job,
+        &physical,
+        a,
+        &mon,
+        &metrics,
+        checkpoints.as_ref(),
+        &control,
+    )?;
+    #[cfg(not(feature = "http"))]
+    if mon.addrs.is_some() && a.http_port.is_some() {
+        tracing::warn!("this job was built without weir's `http` feature: --http-port is ignored");
+    }
     tracing::info!(
         "running {} with {} in this process; the job has {} in {} of {} slots",
         count(physical.vertices.len(), "vertex", "vertices"),
@@ -453,11 +616,29 @@ fn execute(
         max_epochs_ahead: worker::MAX_EPOCHS_AHEAD,
         records_per_step: worker::RECORDS_PER_STEP,
         metrics,
+        cancel: Some(Arc::clone(&control.cancel)),
     };
     let job = Arc::new(job);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         worker::run(job, cfg, builders, others)
     }));
+    let cancelled = control.cancel.load(std::sync::atomic::Ordering::SeqCst);
+    #[cfg(feature = "http")]
+    {
+        use crate::http::JobStatus;
+        if let Ok(mut st) = control.status.lock() {
+            *st = match &result {
+                _ if cancelled => JobStatus::Canceled,
+                Ok(Ok(_)) => JobStatus::Finished,
+                _ => JobStatus::Failed,
+            };
+        }
+        drop(server);
+    }
+    if cancelled {
+        tracing::warn!("cancelled after {:.1?}", started.elapsed());
+        return Err(CliError::failed(worker::CANCELLED));
+    }
     match result {
         Ok(Ok(summary)) => {
             let took = started.elapsed();
