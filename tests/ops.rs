@@ -371,30 +371,7 @@ fn records_read(addr: SocketAddr) -> f64 {
 
 #[test]
 fn a_burst_of_requests_is_answered_while_the_job_runs_at_full_load_and_cancel_stops_it() {
-    let port = weir::runtime::testing::free_port_block(1);
-    let argv: Vec<std::ffi::OsString> = [
-        "ops-load",
-        "run",
-        "--workers",
-        "2",
-        "--http-port",
-        &port.to_string(),
-        "--http-token",
-        "t0ken",
-    ]
-    .iter()
-    .map(Into::into)
-    .collect();
-    let run = std::thread::spawn(move || {
-        weir::runtime::cli::main_with_args(load(), weir::BUILD_INFO, argv)
-    });
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "the server did not start");
-        assert!(!run.is_finished(), "the job ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (run, addr) = start_cli(load, "ops-load");
     let first = records_read(addr);
     std::thread::sleep(Duration::from_millis(300));
     let second = records_read(addr);
@@ -448,4 +425,89 @@ fn a_burst_of_requests_is_answered_while_the_job_runs_at_full_load_and_cancel_st
         TcpStream::connect(addr).is_err(),
         "the server stops with the job"
     );
+}
+
+/// Records of the slow bounded job: it reads about 20 k records a second (each of the two
+/// source instances sleeps 10 ms every 100 of its records).
+const SLOW: u64 = 2_000_000;
+
+#[weir::job(name = "ops-slow", main = false)]
+fn slow(env: &mut Env) {
+    env.source(Generator::bounded(SLOW, |i| {
+        if i % 200 < 2 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        i
+    }))
+    .name("numbers")
+    .map(|x| (x % 100, 1u64))
+    .key_by(|(k, _)| *k)
+    .reduce(|(k, a), (_, b)| (k, a + b))
+    .name("count")
+    .sink(DiscardSink::new());
+}
+
+/// Start `job` through the job binary's CLI (`run --workers 2 --http-port … --http-token …`)
+/// on a thread; returns the run and the dashboard's address once it answers.
+fn start_cli(
+    job: fn() -> weir::runtime::job::Job,
+    name: &str,
+) -> (std::thread::JoinHandle<std::process::ExitCode>, SocketAddr) {
+    let port = weir::runtime::testing::free_port_block(1);
+    let argv: Vec<std::ffi::OsString> = [
+        name,
+        "run",
+        "--workers",
+        "2",
+        "--http-port",
+        &port.to_string(),
+        "--http-token",
+        "t0ken",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    let run = std::thread::spawn(move || {
+        weir::runtime::cli::main_with_args(job(), weir::BUILD_INFO, argv)
+    });
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        assert!(!run.is_finished(), "the job ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (run, addr)
+}
+
+#[test]
+fn the_dashboard_draws_the_job_graph_and_live_numbers_in_a_browser() {
+    let (run, addr) = start_cli(slow, "ops-slow");
+    let vertices = slow().plan.vertices.len();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/check.js");
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .arg(format!("http://{addr}/?poll=200"))
+        .arg(vertices.to_string())
+        .output()
+        .expect("node (Node.js) is needed for the dashboard test; .ci/run installs it");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the browser check failed (needs Debian's chromium and playwright-core in ~/.cache/weir/node: see .ci/run):\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("\"ok\":true"), "{stdout}");
+    assert!(
+        !run.is_finished(),
+        "the slow job was still running during the check"
+    );
+    let (status, body) = request(
+        addr,
+        "POST",
+        "/api/cancel",
+        &["Authorization: Bearer t0ken"],
+    );
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(run.join().unwrap(), std::process::ExitCode::from(1));
 }
