@@ -166,6 +166,12 @@ fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str]) -> (u16
     (status, body.to_string())
 }
 
+/// `POST /api/cancel` with the bearer `token`: (status, body).
+fn cancel_with(addr: SocketAddr, token: &str) -> (u16, String) {
+    let auth = format!("Authorization: Bearer {token}");
+    request(addr, "POST", "/api/cancel", &[&auth])
+}
+
 fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
     let (status, body) = request(addr, "GET", path, &[]);
     assert_eq!(status, 200, "GET {path}: {body}");
@@ -280,12 +286,7 @@ fn rest_api_refuses_without_the_token_and_answers_malformed_requests_with_json()
     };
     let (s, b) = request(addr, "POST", "/api/cancel", &[]);
     assert!(error_of(s, &b, 401).contains("Authorization: Bearer"));
-    let (s, b) = request(
-        addr,
-        "POST",
-        "/api/cancel",
-        &["Authorization: Bearer wrong"],
-    );
+    let (s, b) = cancel_with(addr, "wrong");
     error_of(s, &b, 401);
     let (s, b) = request(addr, "POST", "/api/cancel", &["Authorization: s3cret"]);
     error_of(s, &b, 401);
@@ -314,21 +315,11 @@ fn rest_api_refuses_without_the_token_and_answers_malformed_requests_with_json()
     );
     assert_eq!(get_json(addr, "/health")["status"], "UP");
     // With the token: accepted, and the job is asked to stop.
-    let (s, b) = request(
-        addr,
-        "POST",
-        "/api/cancel",
-        &["Authorization: Bearer s3cret"],
-    );
+    let (s, b) = cancel_with(addr, "s3cret");
     assert_eq!(s, 202, "{b}");
     assert!(cancel.load(Ordering::SeqCst));
     assert_eq!(get_json(addr, "/api/job")["state"], "CANCELLING");
-    let (s, b) = request(
-        addr,
-        "POST",
-        "/api/cancel",
-        &["Authorization: Bearer s3cret"],
-    );
+    let (s, b) = cancel_with(addr, "s3cret");
     error_of(s, &b, 409);
     // No token configured: mutating requests are off.
     let server2 = http::start(
@@ -408,12 +399,7 @@ fn a_burst_of_requests_is_answered_while_the_job_runs_at_full_load_and_cancel_st
         started.elapsed()
     );
     assert!(!run.is_finished(), "the job still runs");
-    let (status, body) = request(
-        addr,
-        "POST",
-        "/api/cancel",
-        &["Authorization: Bearer t0ken"],
-    );
+    let (status, body) = cancel_with(addr, "t0ken");
     assert_eq!(status, 202, "{body}");
     let code = run.join().unwrap();
     assert_eq!(
@@ -502,12 +488,7 @@ fn the_dashboard_draws_the_job_graph_and_live_numbers_in_a_browser() {
         !run.is_finished(),
         "the slow job was still running during the check"
     );
-    let (status, body) = request(
-        addr,
-        "POST",
-        "/api/cancel",
-        &["Authorization: Bearer t0ken"],
-    );
+    let (status, body) = cancel_with(addr, "t0ken");
     assert_eq!(status, 202, "{body}");
     assert_eq!(run.join().unwrap(), std::process::ExitCode::from(1));
 }
