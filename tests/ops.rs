@@ -492,3 +492,64 @@ fn the_dashboard_draws_the_job_graph_and_live_numbers_in_a_browser() {
     assert_eq!(status, 202, "{body}");
     assert_eq!(run.join().unwrap(), std::process::ExitCode::from(1));
 }
+
+#[weir::job(name = "ops-checkpointed", main = false)]
+fn checkpointed(env: &mut Env) {
+    env.source(Generator::bounded(N, |i| {
+        if i % 500 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (i, i as i64)
+    }))
+    .name("events")
+    .watermarks(BoundedOutOfOrderness::millis(0), |e: &(u64, i64)| e.1)
+    .map(|e| (e.0 % 10, 1u64))
+    .key_by(|(k, _)| *k)
+    .reduce(|(k, a), (_, b)| (k, a + b))
+    .name("count")
+    .sink(DiscardSink::new());
+}
+
+#[test]
+fn metrics_report_checkpoints_and_watermarks() {
+    let dir = weir::runtime::testing::TempDir::new("ops-checkpoints");
+    let metrics = ProcessMetrics::new("ops-checkpointed", 0);
+    let opts = LocalOptions {
+        metrics: Some(Arc::clone(&metrics)),
+        checkpoints: Some(weir::runtime::checkpoint::CheckpointConfig {
+            dir: dir.path().to_path_buf(),
+            interval: Duration::from_millis(100),
+            retained: 2,
+            restore: false,
+        }),
+        ..LocalOptions::default()
+    };
+    run_local_with(checkpointed(), 2, &[], opts).unwrap();
+    let text = metrics.encode();
+    let s = parse_text(&text);
+    let (completed, failed) = metrics.checkpoint_counts();
+    assert!(completed >= 1, "at least the final checkpoint: {text}");
+    assert_eq!(failed, 0);
+    assert_eq!(
+        sum(&s, "weir_job_number_of_completed_checkpoints_total", &[]),
+        completed as f64
+    );
+    let history = metrics.checkpoint_history();
+    assert_eq!(history.len() as u64, completed.min(50));
+    let ids: Vec<u64> = history.iter().map(|c| c.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order: {ids:?}");
+    // The keyed counts are state: the first checkpoint after them writes them.
+    assert!(history.iter().any(|c| c.size_bytes > 0), "{history:?}");
+    assert!(sum(&s, "weir_job_last_checkpoint_duration_seconds", &[]) >= 0.0);
+    // The keyed vertex's input watermark: the final one (end of input) or the events' time.
+    let wm: Vec<f64> = s
+        .iter()
+        .filter(|x| {
+            x.name == "weir_operator_current_input_watermark"
+                && x.label("operator") == Some("count")
+        })
+        .map(|x| x.value)
+        .collect();
+    assert_eq!(wm.len(), 2, "{text}");
+    assert!(wm.iter().all(|&w| w >= (N - 1) as f64), "{wm:?}");
+}

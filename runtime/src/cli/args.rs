@@ -373,6 +373,42 @@ mod tests {
             (50, LogFormat::Text, None)
         );
         assert!(r.args.is_empty());
+        // Monitoring: the default port, loopback only, no token.
+        assert_eq!(
+            (
+                r.http_port,
+                r.no_http,
+                r.http_bind.to_string(),
+                r.http_token
+            ),
+            (None, false, "127.0.0.1".to_string(), None)
+        );
+    }
+
+    #[test]
+    fn run_monitoring_flags() {
+        let Command::Run(r) =
+            ok("wc run --workers 1 --http-port 9100 --http-bind 0.0.0.0 --http-token abc").command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(
+            (
+                r.http_port,
+                r.http_bind.to_string(),
+                r.http_token.as_deref()
+            ),
+            (Some(9100), "0.0.0.0".to_string(), Some("abc"))
+        );
+        let Command::Run(r) = ok("wc run --workers 1 --no-http").command else {
+            panic!("not run")
+        };
+        assert!(r.no_http);
+        assert!(
+            err_line("wc run --workers 1 --no-http --http-port 1").contains("cannot be used with")
+        );
+        assert!(err_line("wc run --workers 1 --http-bind localhost")
+            .starts_with("error: invalid value 'localhost' for '--http-bind <IP>'"));
     }
 
     #[test]

@@ -716,6 +716,12 @@ mod tests {
             "9",
             "--plan-out",
             "p.json",
+            "--http-port",
+            "9000",
+            "--http-bind",
+            "0.0.0.0",
+            "--http-token",
+            "secret",
         ]
         .into_iter()
         .map(OsString::from)
@@ -731,13 +737,67 @@ mod tests {
             panic!("not __process")
         };
         assert_eq!(p.process, 3);
+        // The token reaches the processes through their environment, not their command line.
+        assert!(!child.iter().any(|a| a.to_string_lossy().contains("secret")));
         assert_eq!(
             p.run,
             RunArgs {
                 plan_out: None,
+                http_token: None,
                 ..run.clone()
             }
         );
+    }
+
+    #[test]
+    fn process_k_serves_http_on_port_plus_k_and_process_0_reads_the_others_there() {
+        let argv =
+            |s: &str| -> Vec<OsString> { s.split_whitespace().map(OsString::from).collect() };
+        let run = |s: &str| match parse("wc", "0", &argv(s)).unwrap().command {
+            Sub::Run(r) => r,
+            _ => panic!("not run"),
+        };
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let procs = [
+            (0, 0, ip("10.0.0.1")),
+            (1, 0, ip("10.0.0.1")),
+            (2, 1, ip("10.0.0.2")),
+        ];
+        let m = Monitoring::new(&run("wc run --workers 1"), 0, 0, &procs);
+        let addrs: Vec<String> = m
+            .addrs
+            .unwrap()
+            .iter()
+            .map(|(_, a)| a.to_string())
+            .collect();
+        // Loopback on this node; another node at its hosts-file address.
+        assert_eq!(addrs, ["127.0.0.1:8081", "127.0.0.1:8082", "10.0.0.2:8083"]);
+        let m = Monitoring::new(
+            &run("wc run --workers 1 --http-port 9000 --http-bind 0.0.0.0"),
+            2,
+            1,
+            &procs,
+        );
+        let addrs: Vec<String> = m
+            .addrs
+            .unwrap()
+            .iter()
+            .map(|(_, a)| a.to_string())
+            .collect();
+        assert_eq!(addrs, ["10.0.0.1:9000", "10.0.0.1:9001", "127.0.0.1:9002"]);
+        assert!(!m.alone);
+        assert!(
+            Monitoring::new(&run("wc run --workers 1 --no-http"), 0, 0, &procs)
+                .addrs
+                .is_none()
+        );
+        assert!(
+            Monitoring::new(&run("wc run --workers 1 --http-port 0"), 0, 0, &procs)
+                .addrs
+                .is_none()
+        );
+        let m = Monitoring::new(&run("wc run --workers 1 --http-port 65535"), 0, 0, &procs);
+        assert_eq!(m.addrs.unwrap().len(), 1, "ports past 65535 are left out");
     }
 
     #[test]
