@@ -763,13 +763,12 @@ mod tests {
             (1, 0, ip("10.0.0.1")),
             (2, 1, ip("10.0.0.2")),
         ];
+        let shown = |m: &Monitoring| -> Vec<String> {
+            let addrs = m.addrs.as_deref().unwrap_or_default();
+            addrs.iter().map(|(_, a)| a.to_string()).collect()
+        };
         let m = Monitoring::new(&run("wc run --workers 1"), 0, 0, &procs);
-        let addrs: Vec<String> = m
-            .addrs
-            .unwrap()
-            .iter()
-            .map(|(_, a)| a.to_string())
-            .collect();
+        let addrs = shown(&m);
         // Loopback on this node; another node at its hosts-file address.
         assert_eq!(addrs, ["127.0.0.1:8081", "127.0.0.1:8082", "10.0.0.2:8083"]);
         let m = Monitoring::new(
@@ -778,12 +777,7 @@ mod tests {
             1,
             &procs,
         );
-        let addrs: Vec<String> = m
-            .addrs
-            .unwrap()
-            .iter()
-            .map(|(_, a)| a.to_string())
-            .collect();
+        let addrs = shown(&m);
         assert_eq!(addrs, ["10.0.0.1:9000", "10.0.0.1:9001", "127.0.0.1:9002"]);
         assert!(!m.alone);
         assert!(
