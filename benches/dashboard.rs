@@ -88,7 +88,10 @@ fn run(poll: bool) -> f64 {
     let took = t.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
     if let Some(p) = poller {
-        assert!(p.join().expect("the poller") > 0, "the dashboard got answers");
+        assert!(
+            p.join().expect("the poller") > 0,
+            "the dashboard got answers"
+        );
     }
     took
 }

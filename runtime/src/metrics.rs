@@ -82,6 +82,24 @@ pub struct ProcessMetrics {
     last_completed: AtomicU64,
     history: Mutex<VecDeque<CheckpointRecord>>,
     user: Mutex<HashMap<String, UserMetric>>,
+    /// Progress of this process's source instances (for `run` on a terminal).
+    read: AtomicU64,
+    expected: AtomicU64,
+    /// Source instances opened, and how many of them are unbounded or of unknown size.
+    sources: AtomicU64,
+    open_ended: AtomicU64,
+    unbounded: AtomicU64,
+}
+
+/// How far the sources of a process are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Records read so far.
+    pub read: u64,
+    /// Records they will read in all, when every source instance is bounded and knows it.
+    pub total: Option<u64>,
+    /// Whether every source instance ends by itself.
+    pub bounded: bool,
 }
 
 impl std::fmt::Debug for ProcessMetrics {
@@ -142,6 +160,11 @@ impl ProcessMetrics {
             last_completed: AtomicU64::new(0),
             history: Mutex::default(),
             user: Mutex::default(),
+            read: AtomicU64::new(0),
+            expected: AtomicU64::new(0),
+            sources: AtomicU64::new(0),
+            open_ended: AtomicU64::new(0),
+            unbounded: AtomicU64::new(0),
             registry: Mutex::new(Registry::default()),
         };
         m.restarts
@@ -303,6 +326,38 @@ impl ProcessMetrics {
             watermark,
             backpressured: self.backpressured.get_or_create_owned(&task),
             busy: self.busy.get_or_create_owned(&task),
+        }
+    }
+
+    /// A source instance opened: bounded or not, and the records it will read if known.
+    pub fn source_opened(&self, bounded: bool, total: Option<u64>) {
+        self.sources.fetch_add(1, Ordering::Relaxed);
+        if !bounded {
+            self.unbounded.fetch_add(1, Ordering::Relaxed);
+        }
+        match (bounded, total) {
+            (true, Some(n)) => {
+                self.expected.fetch_add(n, Ordering::Relaxed);
+            }
+            _ => {
+                self.open_ended.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A source instance read `n` more records (once per activation).
+    pub fn source_read(&self, n: u64) {
+        self.read.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// How far this process's sources are.
+    pub fn progress(&self) -> Progress {
+        let known = self.sources.load(Ordering::Relaxed) > 0
+            && self.open_ended.load(Ordering::Relaxed) == 0;
+        Progress {
+            read: self.read.load(Ordering::Relaxed),
+            total: known.then(|| self.expected.load(Ordering::Relaxed)),
+            bounded: self.unbounded.load(Ordering::Relaxed) == 0,
         }
     }
 

@@ -686,13 +686,18 @@ where
                 constructor(&vctx).map(|l| (r, l, part))
             });
         match opened {
-            Ok(triple) => state = Some(triple),
+            Ok(triple) => {
+                ctx.metrics
+                    .source_opened(source.is_bounded(), triple.0.progress().1);
+                state = Some(triple);
+            }
             Err(e) => fail(&failure, e, &vname),
         }
     }
     let op_name = op_name.to_string();
     let base = ctx.epoch_base;
     let flow = std::rc::Rc::clone(&ctx.flow);
+    let metrics = std::sync::Arc::clone(&ctx.metrics);
     builder.build_reschedule(move |caps: Vec<Capability<Epoch>>| {
         let mut caps = if state.is_some() { Some(caps) } else { None };
         let mut reported = 0u64;
@@ -776,6 +781,7 @@ where
             stats.records_in.fetch_add(n, Ordering::Relaxed);
             if n > 0 {
                 tm.op_records.inc_by(n);
+                metrics.source_read(n);
             }
             in_step += n as usize;
             if err.is_none() {

@@ -134,6 +134,7 @@ pub(super) fn run_single(job: Job, a: &RunArgs) -> Result<u8, CliError> {
     let ck = checkpoint_config(&job, a);
     let metrics = ProcessMetrics::new(&job.plan.name, 0);
     let mon = Monitoring::new(a, 0, 0, &[(0, 0, std::net::IpAddr::from([127, 0, 0, 1]))]);
+    let progress = ProgressLine::start(Arc::clone(&metrics), a);
     let code = execute(
         job,
         physical,
@@ -143,7 +144,9 @@ pub(super) fn run_single(job: Job, a: &RunArgs) -> Result<u8, CliError> {
         ck.clone(),
         metrics,
         (a, mon),
-    )?;
+    );
+    drop(progress);
+    let code = code?;
     // A finished job keeps no checkpoints (Flink discards them when a job finishes).
     if let Some(ck) = ck {
         crate::checkpoint::remove_stores(&ck.dir, 0..a.workers);
@@ -497,6 +500,101 @@ pub(super) fn run_process(job: Job, p: &ProcessArgs) -> Result<u8, CliError> {
     )
 }
 
+/// A line on an interactive terminal showing how far the bounded sources are (`run` of one
+/// process with text logs on a terminal), redrawn twice a second, cleared at the end.
+struct ProgressLine {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProgressLine {
+    fn start(metrics: Arc<ProcessMetrics>, a: &RunArgs) -> Option<Self> {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() || a.log_format != super::args::LogFormat::Text {
+            return None;
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("weir-progress".into())
+            .spawn(move || {
+                let started = Instant::now();
+                // (time, records read) half a second apart, for the rate over the last 2 s.
+                let mut window: std::collections::VecDeque<(Instant, u64)> = Default::default();
+                while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(500));
+                    let p = metrics.progress();
+                    if !p.bounded {
+                        continue;
+                    }
+                    let now = Instant::now();
+                    window.push_back((now, p.read));
+                    while window.len() > 5 {
+                        window.pop_front();
+                    }
+                    let rate = match (window.front(), window.back()) {
+                        (Some(&(t0, r0)), Some(&(t1, r1))) if t1 > t0 => {
+                            (r1 - r0) as f64 / (t1 - t0).as_secs_f64()
+                        }
+                        _ => 0.0,
+                    };
+                    let line = progress_line(p.read, p.total, rate, started.elapsed());
+                    let _ = write!(std::io::stderr().lock(), "\r\x1b[2K{line}");
+                }
+                let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+            })
+            .ok()?;
+        Some(ProgressLine {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ProgressLine {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A count for people: 1234 → `1234`, 12345 → `12.3 k`, 1234567 → `1.23 M`.
+fn human(n: f64) -> String {
+    match n {
+        n if n >= 1e9 => format!("{:.2} G", n / 1e9),
+        n if n >= 1e6 => format!("{:.2} M", n / 1e6),
+        n if n >= 1e4 => format!("{:.1} k", n / 1e3),
+        n => format!("{n:.0}"),
+    }
+}
+
+/// The progress line: records read (of the total), rate, and the time left when the total
+/// is known.
+fn progress_line(read: u64, total: Option<u64>, rate: f64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs();
+    let t = format!("{}:{:02}", secs / 60, secs % 60);
+    match total {
+        Some(total) if total > 0 => {
+            let pct = (read as f64 / total as f64 * 100.0).min(100.0);
+            let eta = if rate > 0.0 {
+                let left = (total.saturating_sub(read) as f64 / rate).ceil() as u64;
+                format!("{}:{:02} left", left / 60, left % 60)
+            } else {
+                "time left unknown".to_string()
+            };
+            format!(
+                "{t} {} of {} records read ({pct:.0} %), {}/s, {eta}",
+                human(read as f64),
+                human(total as f64),
+                human(rate)
+            )
+        }
+        _ => format!("{t} {} records read, {}/s", human(read as f64), human(rate)),
+    }
+}
+
 /// Start the HTTP server of this process, if it serves one: a busy default port only
 /// warns, a port the user chose is an error.
 #[cfg(feature = "http")]
@@ -642,11 +740,13 @@ fn execute(
     match result {
         Ok(Ok(summary)) => {
             let took = started.elapsed();
+            let rate = summary.records_in as f64 / took.as_secs_f64().max(1e-9);
             tracing::info!(
                 records_in = summary.records_in,
                 bad_records = summary.bad_records,
-                "finished in {took:.1?}: {} records read, {} bad records",
+                "finished in {took:.1?}: {} records read ({}/s), {} bad records",
                 summary.records_in,
+                human(rate),
                 summary.bad_records
             );
             Ok(0)
@@ -792,6 +892,23 @@ mod tests {
         );
         let m = Monitoring::new(&run("wc run --workers 1 --http-port 65535"), 0, 0, &procs);
         assert_eq!(m.addrs.unwrap().len(), 1, "ports past 65535 are left out");
+    }
+
+    #[test]
+    fn progress_lines_show_the_share_the_rate_and_the_time_left() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            progress_line(500_000, Some(2_000_000), 100_000.0, s(5)),
+            "0:05 500.0 k of 2.00 M records read (25 %), 100.0 k/s, 0:15 left"
+        );
+        assert_eq!(
+            progress_line(12, Some(100), 0.0, s(61)),
+            "1:01 12 of 100 records read (12 %), 0/s, time left unknown"
+        );
+        assert_eq!(
+            progress_line(1_500, None, 300.0, s(1)),
+            "0:01 1500 records read, 300/s"
+        );
     }
 
     #[test]
