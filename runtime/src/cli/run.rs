@@ -134,7 +134,6 @@ pub(super) fn run_single(job: Job, a: &RunArgs) -> Result<u8, CliError> {
     let ck = checkpoint_config(&job, a);
     let metrics = ProcessMetrics::new(&job.plan.name, 0);
     let mon = Monitoring::new(a, 0, 0, &[(0, 0, std::net::IpAddr::from([127, 0, 0, 1]))]);
-    let progress = ProgressLine::start(Arc::clone(&metrics), a);
     let code = execute(
         job,
         physical,
@@ -144,9 +143,7 @@ pub(super) fn run_single(job: Job, a: &RunArgs) -> Result<u8, CliError> {
         ck.clone(),
         metrics,
         (a, mon),
-    );
-    drop(progress);
-    let code = code?;
+    )?;
     // A finished job keeps no checkpoints (Flink discards them when a job finishes).
     if let Some(ck) = ck {
         crate::checkpoint::remove_stores(&ck.dir, 0..a.workers);
@@ -706,6 +703,12 @@ fn execute(
         physical.slots_needed,
         physical.cluster.slots()
     );
+    // The progress line of a run without launcher (whose stderr is the user's terminal).
+    let progress = if a.hosts.is_none() {
+        ProgressLine::start(Arc::clone(&metrics), a)
+    } else {
+        None
+    };
     let cfg = RunConfig {
         physical,
         env,
@@ -720,6 +723,7 @@ fn execute(
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         worker::run(job, cfg, builders, others)
     }));
+    drop(progress);
     let cancelled = control.cancel.load(std::sync::atomic::Ordering::SeqCst);
     #[cfg(feature = "http")]
     {
