@@ -25,6 +25,7 @@ pub const DEFAULT_HTTP_PORT: u16 = 8081;
 pub const ENV_HTTP_TOKEN: &str = "WEIR_HTTP_TOKEN";
 
 /// Where this process serves HTTP and where the others do (process 0 reads their metrics).
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 struct Monitoring {
     process: usize,
     /// Every process's `/metrics` address, by global index (`None`: HTTP is off).
