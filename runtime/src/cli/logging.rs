@@ -34,6 +34,10 @@ pub enum Role {
 /// Whether a subscriber of ours is installed (the panic hook falls back to stderr if not).
 static READY: AtomicBool = AtomicBool::new(false);
 
+/// Whether `run` draws a progress line on the terminal: text lines then clear it first (it
+/// is drawn again at its next update).
+pub static PROGRESS_LINE: AtomicBool = AtomicBool::new(false);
+
 /// Install the global subscriber (once; later calls are no-ops).
 pub fn init(format: LogFormat, job: &str, role: Role) {
     let filter = EnvFilter::builder()
@@ -112,6 +116,9 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
+        if PROGRESS_LINE.load(Ordering::Relaxed) {
+            w.write_str("\r\x1b[2K")?;
+        }
         if w.has_ansi_escapes() {
             w.write_str("\x1b[2m")?;
             SystemTime.format_time(&mut w)?;

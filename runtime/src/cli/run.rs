@@ -513,6 +513,7 @@ impl ProgressLine {
         }
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s2 = Arc::clone(&stop);
+        logging::PROGRESS_LINE.store(true, std::sync::atomic::Ordering::Relaxed);
         let thread = std::thread::Builder::new()
             .name("weir-progress".into())
             .spawn(move || {
@@ -540,6 +541,7 @@ impl ProgressLine {
                     let _ = write!(std::io::stderr().lock(), "\r\x1b[2K{line}");
                 }
                 let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+                logging::PROGRESS_LINE.store(false, std::sync::atomic::Ordering::Relaxed);
             })
             .ok()?;
         Some(ProgressLine {
