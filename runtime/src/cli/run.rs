@@ -30,7 +30,8 @@ struct Monitoring {
     process: usize,
     /// Every process's `/metrics` address, by global index (`None`: HTTP is off).
     addrs: Option<Vec<(usize, std::net::SocketAddr)>>,
-    /// Whether the job runs as this process alone (then it can be cancelled).
+    /// Whether the job runs as this process alone, without a launcher (then it can be
+    /// cancelled).
     alone: bool,
 }
 
@@ -65,7 +66,8 @@ impl Monitoring {
         Monitoring {
             process: me,
             addrs,
-            alone: processes.len() == 1,
+            // A launcher would restart a process that stopped on a cancel.
+            alone: processes.len() == 1 && a.hosts.is_none(),
         }
     }
 }
@@ -887,6 +889,13 @@ mod tests {
         let addrs = shown(&m);
         assert_eq!(addrs, ["10.0.0.1:9000", "10.0.0.1:9001", "127.0.0.1:9002"]);
         assert!(!m.alone);
+        let one = [(0, 0, ip("10.0.0.1"))];
+        assert!(Monitoring::new(&run("wc run --workers 1"), 0, 0, &one).alone);
+        let child = run("wc run --workers 1 --hosts h.txt --node 0");
+        assert!(
+            !Monitoring::new(&child, 0, 0, &one).alone,
+            "launched: no cancel"
+        );
         assert!(
             Monitoring::new(&run("wc run --workers 1 --no-http"), 0, 0, &procs)
                 .addrs
