@@ -17,6 +17,10 @@
 
 pub use weir_macros::{job, record};
 pub use weir_runtime as runtime;
+/// The serde weir uses: derive `Serialize`/`Deserialize` (from the prelude) on a type that is
+/// not a `#[weir::record]` — a broadcast state, an accumulator — with
+/// `#[serde(crate = "weir::serde")]`, so the job crate needs no serde dependency of its own.
+pub use weir_runtime::serde;
 
 mod build_info;
 pub use build_info::BUILD_INFO;

@@ -521,6 +521,8 @@ fn metrics_report_checkpoints_and_watermarks() {
             interval: Duration::from_millis(100),
             retained: 2,
             restore: false,
+            savepoint: None,
+            allow_non_restored_state: false,
         }),
         ..LocalOptions::default()
     };

@@ -411,14 +411,6 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
         };
         let arg = o.arg.as_ref();
         let name = &o.resolved_name;
-        if o.kind.is_keyed() && !matches!(o.kind, OpKind::Reduce | OpKind::Window) {
-            let what = match o.kind {
-                OpKind::IntervalJoin => "interval join state",
-                OpKind::UpdatingAggregate | OpKind::UpdatingJoin => "updating aggregate state",
-                _ => "process function state",
-            };
-            opens.extend(quote!(::weir::__private::not_checkpointable(__vctx, #name, #what)?;));
-        }
         match o.kind {
             OpKind::Source => {
                 let src = format_ident!("__src{}", vid);
@@ -516,6 +508,27 @@ fn vertex(g: &Graph, c: &Chains, vid: usize, ops: &[usize]) -> TokenStream {
                 epoch_hooks.extend(quote!(::weir::__private::sink_epoch_ck(#wv, &mut #ck, &mut #kwv, __e)?;));
                 end_hooks.extend(quote!(::weir::__private::sink_close_ck(#wv, &mut #ck, &mut #kwv)?;));
             }
+        }
+        // Keyed operators other than reduce and windows (handled above) take part in
+        // checkpoints when their types allow; those that cannot refuse to start with them.
+        let refuse = match o.kind {
+            OpKind::Process | OpKind::CoProcess | OpKind::IntervalJoin | OpKind::UpdatingJoin => {
+                Some("state that cannot be checkpointed")
+            }
+            OpKind::BroadcastProcess => Some(
+                "broadcast state whose type is not serializable (derive Serialize and Deserialize on it, with #[serde(crate = \"weir::serde\")])",
+            ),
+            OpKind::UpdatingAggregate => Some(
+                "an updating aggregate whose accumulator or result type is not serializable (derive Serialize and Deserialize on them, with #[serde(crate = \"weir::serde\")])",
+            ),
+            _ => None,
+        };
+        if let Some(what) = refuse {
+            let ck = ck(op);
+            let state = quote!((&mut ::weir::__private::Ck(&mut #fv)).ck());
+            opens.extend(quote!(let mut #ck = ::weir::__private::participate_or_refuse(__vctx, #name, #state, #what)?;));
+            epoch_hooks.extend(quote!(::weir::__private::ck_epoch_done(&mut #ck, __e, #state)?;));
+            end_hooks.extend(quote!(::weir::__private::ck_end(&mut #ck, #state)?;));
         }
     }
 

@@ -8,10 +8,12 @@
 //! [`Materialized`] applies a changelog to an in-memory table, which is also how tests check
 //! one.
 
-use crate::data::{EventTime, Witness};
+use crate::checkpoint::{Checkpointed, DirtyKeys, StateReader, StateWriter};
+use crate::data::{Data, EventTime, Witness};
 use crate::error::Result;
 use crate::key::Key;
 use crate::two_input::Two;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -115,6 +117,7 @@ pub struct UpdatingAggregate<K, T, KF, A: RetractingAggregator<T>> {
     agg: A,
     /// Per key: rows counted in, the accumulator, the result last emitted.
     state: HashMap<K, (i64, A::Acc, Option<A::Out>)>,
+    dirty: DirtyKeys<K>,
 }
 
 /// `key_by(k).updating_aggregate(agg)` on a changelog stream, for generated code.
@@ -133,6 +136,7 @@ where
             key: key.clone(),
             agg,
             state: HashMap::new(),
+            dirty: DirtyKeys::default(),
         },
         Witness::new(),
     )
@@ -151,6 +155,7 @@ impl<K: Key, T, KF: Fn(&Change<T>) -> K, A: RetractingAggregator<T>>
         out: &mut O,
     ) -> Result<()> {
         let k = (self.key)(&change);
+        self.dirty.touch(&k);
         let retract = change.is_retraction();
         let (count, acc, last) = self
             .state
@@ -187,6 +192,7 @@ pub struct UpdatingJoin<K, L, R, KF, F> {
     key: KF,
     f: F,
     rows: HashMap<K, (Vec<L>, Vec<R>)>,
+    dirty: DirtyKeys<K>,
 }
 
 /// `a.updating_join(b).apply(f)` for generated code.
@@ -205,6 +211,7 @@ where
             key: key.clone(),
             f,
             rows: HashMap::new(),
+            dirty: DirtyKeys::default(),
         },
         Witness::new(),
     )
@@ -228,6 +235,7 @@ impl<
         out: &mut E,
     ) -> Result<()> {
         let k = (self.key)(&change);
+        self.dirty.touch(&k);
         let (ls, rs) = self.rows.entry(k.clone()).or_default();
         match change {
             Two::Left(c) => {
@@ -274,6 +282,48 @@ impl<
         {
             self.rows.remove(&k);
         }
+        Ok(())
+    }
+}
+
+/// Per key: the row count, the accumulator and the last result (when the aggregator's
+/// types are serializable).
+impl<K: Key, T, KF: Fn(&Change<T>) -> K, A: RetractingAggregator<T>> Checkpointed
+    for UpdatingAggregate<K, T, KF, A>
+where
+    A::Acc: Serialize + DeserializeOwned,
+    A::Out: Serialize + DeserializeOwned,
+{
+    fn snapshot(&mut self, _checkpoint: u64, out: &mut StateWriter<'_>) -> Result<()> {
+        let state = &self.state;
+        self.dirty.write(out, state.keys(), |k| Ok(state.get(k)))
+    }
+    fn restore(&mut self, _checkpoint: u64, from: &StateReader<'_>) -> Result<()> {
+        let state = &mut self.state;
+        from.for_each_keyed(|k: K, v| {
+            state.insert(k, v);
+        })?;
+        self.dirty.restored(from);
+        Ok(())
+    }
+}
+
+/// Per key: the rows of both sides.
+impl<K: Key, L: Data, R: Data, KF, O, F> Checkpointed for UpdatingJoin<K, L, R, KF, F>
+where
+    KF: Fn(&Two<Change<L>, Change<R>>) -> K,
+    F: FnMut(&L, &R) -> O,
+{
+    fn snapshot(&mut self, _checkpoint: u64, out: &mut StateWriter<'_>) -> Result<()> {
+        let rows = &self.rows;
+        self.dirty.write(out, rows.keys(), |k| Ok(rows.get(k)))
+    }
+    fn restore(&mut self, _checkpoint: u64, from: &StateReader<'_>) -> Result<()> {
+        let rows = &mut self.rows;
+        from.for_each_keyed(|k: K, v| {
+            rows.insert(k, v);
+        })?;
+        self.dirty.restored(from);
         Ok(())
     }
 }

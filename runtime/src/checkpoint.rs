@@ -51,6 +51,26 @@ pub struct CheckpointConfig {
     pub retained: usize,
     /// Whether to resume from the newest checkpoint that every worker stored.
     pub restore: bool,
+    /// Start from this savepoint (unless a newer checkpoint of this run exists: after a
+    /// restart the run resumes from its own checkpoints).
+    pub savepoint: Option<PathBuf>,
+    /// Start even when the savepoint holds state of operators this job does not have.
+    pub allow_non_restored_state: bool,
+}
+
+#[cfg(test)]
+impl CheckpointConfig {
+    /// Checkpoints under `dir` every 10 ms, 2 retained, restoring.
+    pub(crate) fn for_tests(dir: &Path) -> Self {
+        CheckpointConfig {
+            dir: dir.to_path_buf(),
+            interval: Duration::from_millis(10),
+            retained: 2,
+            restore: true,
+            savepoint: None,
+            allow_non_restored_state: false,
+        }
+    }
 }
 
 impl CheckpointConfig {
@@ -162,10 +182,13 @@ impl StateWriter<'_> {
 
 /// The state a participant restores from.
 pub struct StateReader<'a> {
-    reader: &'a Reader<'a>,
+    /// The worker's own store; from a savepoint: every worker's of the job that wrote it.
+    readers: &'a [Reader<'a>],
     operator: &'a str,
     instance: usize,
     key_groups: Range<u32>,
+    /// From a savepoint: how many instances of the operator wrote it.
+    savepoint_instances: Option<usize>,
 }
 
 impl StateReader<'_> {
@@ -183,15 +206,52 @@ impl StateReader<'_> {
     }
     /// Every stored `(key group, key, value)` of this operator instance's key groups.
     pub fn for_each(&self, mut f: impl FnMut(u32, &[u8], &[u8]) -> Result<()>) -> Result<()> {
-        for item in self.reader.scan(self.operator, self.key_groups.clone())? {
-            let (kg, k, v) = item?;
-            f(kg, k, v)?;
+        for reader in self.readers {
+            for item in reader.scan(self.operator, self.key_groups.clone())? {
+                let (kg, k, v) = item?;
+                f(kg, k, v)?;
+            }
         }
         Ok(())
     }
-    /// This instance's non-keyed state, if it stored any.
+    /// This instance's non-keyed state, if it stored any. From a savepoint taken with
+    /// another parallelism: that of instance `instance mod previous parallelism` (a
+    /// watermark, a broadcast state — anything the same on every instance or safe to take
+    /// from another; sources re-split their input with [`all_meta`](Self::all_meta)).
     pub fn meta(&self) -> Result<Option<&[u8]>> {
-        self.reader.meta(&meta_name(self.operator, self.instance))
+        let instance = match self.savepoint_instances {
+            Some(n) if n > 0 => self.instance % n,
+            _ => self.instance,
+        };
+        self.meta_of(instance)
+    }
+    fn meta_of(&self, instance: usize) -> Result<Option<&[u8]>> {
+        let name = meta_name(self.operator, instance);
+        for reader in self.readers {
+            if let Some(m) = reader.meta(&name)? {
+                return Ok(Some(m));
+            }
+        }
+        Ok(None)
+    }
+    /// The parallelism the operator had when the savepoint restored from was taken, if it
+    /// differs from `now`.
+    pub fn rescaled_from(&self, now: usize) -> Option<usize> {
+        self.savepoint_instances.filter(|&n| n != now && n > 0)
+    }
+    /// The non-keyed state of every instance of the operator that wrote the savepoint, in
+    /// instance order (`None`: that instance stored none).
+    pub fn all_meta(&self) -> Result<Vec<Option<Vec<u8>>>> {
+        let n = self.savepoint_instances.unwrap_or(1);
+        (0..n)
+            .map(|i| Ok(self.meta_of(i)?.map(<[u8]>::to_vec)))
+            .collect()
+    }
+    /// Whether the state restored is the worker's own checkpoint, so that the next
+    /// checkpoint may write only what changed since. From a savepoint, the first
+    /// checkpoint must write everything.
+    pub fn incremental(&self) -> bool {
+        self.savepoint_instances.is_none()
     }
 }
 
@@ -211,6 +271,55 @@ pub trait Checkpointed {
     /// visible (sinks). Called in checkpoint order.
     fn committed(&mut self, _checkpoint: u64) -> Result<()> {
         Ok(())
+    }
+}
+
+/// The keys an operator changed since its last checkpoint, so that a checkpoint writes only
+/// those. Until the first checkpoint (or a restore) nothing is tracked: that checkpoint
+/// writes every key.
+pub struct DirtyKeys<K>(Option<std::collections::HashSet<K>>);
+
+impl<K> Default for DirtyKeys<K> {
+    fn default() -> Self {
+        DirtyKeys(None)
+    }
+}
+
+impl<K: Key> DirtyKeys<K> {
+    /// `key`'s state changed.
+    #[inline]
+    pub fn touch(&mut self, key: &K) {
+        if let Some(d) = &mut self.0 {
+            d.insert(key.clone());
+        }
+    }
+    /// Write the keys to write now — every key of `all` the first time, the changed ones
+    /// later — with their state from `state` (`None`: the key's state is gone).
+    pub fn write<'k, V: Serialize>(
+        &mut self,
+        out: &mut StateWriter<'_>,
+        all: impl Iterator<Item = &'k K>,
+        mut state: impl FnMut(&K) -> Result<Option<V>>,
+    ) -> Result<()>
+    where
+        K: 'k,
+    {
+        let keys: Vec<K> = match self.0.replace(Default::default()) {
+            Some(d) => d.into_iter().collect(),
+            None => all.cloned().collect(),
+        };
+        for k in keys {
+            match state(&k)? {
+                Some(v) => out.put_keyed(&k, &v)?,
+                None => out.delete_keyed(&k),
+            }
+        }
+        Ok(())
+    }
+    /// State was restored from `from`: track changes from now on, unless the next
+    /// checkpoint must write everything (a restore from a savepoint).
+    pub fn restored(&mut self, from: &StateReader<'_>) {
+        self.0 = from.incremental().then(Default::default);
     }
 }
 
@@ -364,6 +473,11 @@ struct Shared {
     committers: Vec<Committer>,
     ack: Option<Activator>,
     sealed: bool,
+    /// The savepoint this run may start from.
+    savepoint: Option<Arc<crate::savepoints::SavepointSet>>,
+    /// The run restored from the savepoint (not from its own store).
+    from_savepoint: bool,
+    allow_non_restored_state: bool,
 }
 
 impl Shared {
@@ -515,7 +629,11 @@ impl Checkpoints {
         })?;
         let mut store = CheckpointStore::open(&cfg.dir, worker)?;
         let mut offer = Vec::new();
-        if cfg.restore {
+        let savepoint = match &cfg.savepoint {
+            Some(dir) => Some(crate::savepoints::open_shared(dir, job, max_parallelism)?),
+            None => None,
+        };
+        if cfg.restore || savepoint.is_some() {
             // Offer only versions of this job's plan whose data matches their manifest's
             // counts and checksums: a damaged newest checkpoint makes the cluster fall back
             // to the previous one.
@@ -544,6 +662,12 @@ impl Checkpoints {
                 );
             }
         }
+        if let Some(sp) = &savepoint {
+            // The savepoint, or a checkpoint this run took after starting from it.
+            let c = sp.info.checkpoint;
+            offer.retain(|&v| v > c);
+            offer.insert(0, c);
+        }
         let store = Arc::new(Mutex::new(store));
         let background = Background::start(Arc::clone(&store), worker)?;
         let shared = Shared {
@@ -567,6 +691,9 @@ impl Checkpoints {
             committers: Vec::new(),
             ack: None,
             sealed: false,
+            savepoint,
+            from_savepoint: false,
+            allow_non_restored_state: cfg.allow_non_restored_state,
         };
         Ok((Checkpoints(Some(Rc::new(RefCell::new(shared)))), offer))
     }
@@ -576,6 +703,20 @@ impl Checkpoints {
     pub fn restore_to(&self, agreed: Option<u64>) -> Result<()> {
         let Some(s) = &self.0 else { return Ok(()) };
         let mut s = s.borrow_mut();
+        let from_savepoint = match (&s.savepoint, agreed) {
+            (Some(sp), Some(c)) if sp.info.checkpoint == c => Some(sp.dir.clone()),
+            _ => None,
+        };
+        if let (Some(dir), Some(c)) = (from_savepoint, agreed) {
+            lock(&s.store)?.rollback_to(None)?;
+            s.background.done.store(c + 1, Ordering::SeqCst);
+            s.queued = Some(c);
+            s.completed = Some(c);
+            s.restored = Some(c);
+            s.from_savepoint = true;
+            tracing::info!(checkpoint = c, savepoint = %dir.display(), "restoring from savepoint");
+            return Ok(());
+        }
         let target = {
             let mut store = lock(&s.store)?;
             let have = store.versions()?;
@@ -647,6 +788,33 @@ impl Checkpoints {
     pub fn seal(&self) {
         if let Some(s) = &self.0 {
             s.borrow_mut().sealed = true;
+        }
+    }
+
+    /// After a restore from a savepoint: refuse when it holds state of an operator this job
+    /// (whose operators are `operators`) does not have, unless allowed, since that state
+    /// would be lost silently.
+    pub fn check_savepoint_coverage<'a>(
+        &self,
+        operators: impl IntoIterator<Item = &'a str>,
+    ) -> Result<()> {
+        let Some(s) = &self.0 else { return Ok(()) };
+        let s = s.borrow();
+        let (true, Some(sp)) = (s.from_savepoint, &s.savepoint) else {
+            return Ok(());
+        };
+        let ours: std::collections::HashSet<&str> = operators.into_iter().collect();
+        let missing = sp.instances.keys().find(|op| !ours.contains(op.as_str()));
+        match missing {
+            Some(op) if !s.allow_non_restored_state => Err(RuntimeError::user(format!(
+                "savepoint {} holds state of operator `{op}`, which this job does not have (state is matched to operators by name); give the operator that name again, or pass --allow-non-restored-state to drop its state",
+                sp.dir.display()
+            ))),
+            Some(op) => {
+                tracing::warn!(operator = %op, "the savepoint's state of operator `{op}` is dropped: the job has no operator of that name (--allow-non-restored-state)");
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
 
@@ -732,18 +900,38 @@ impl Participant {
         let Some(c) = shared.restored else {
             return Ok(());
         };
-        let store = lock(&shared.store)?;
-        let reader = store.reader(c).map_err(|e| {
+        let cannot = |e: RuntimeError| {
             RuntimeError::user(format!(
                 "cannot restore `{}` instance {} from checkpoint {c}: {e}",
                 self.name, self.instance
             ))
-        })?;
+        };
+        if let (true, Some(sp)) = (shared.from_savepoint, &shared.savepoint) {
+            let readers = sp
+                .parts
+                .iter()
+                .map(|p| p.reader())
+                .collect::<Result<Vec<_>>>()
+                .map_err(cannot)?;
+            let from = StateReader {
+                readers: &readers,
+                operator: &self.name,
+                instance: self.instance,
+                key_groups: self.key_groups.clone(),
+                savepoint_instances: Some(sp.instances.get(&self.name).copied().unwrap_or(0)),
+            };
+            return state
+                .restore(c, &from)
+                .map_err(|e| e.in_operator(self.name.clone()));
+        }
+        let store = lock(&shared.store)?;
+        let reader = store.reader(c).map_err(cannot)?;
         let from = StateReader {
-            reader: &reader,
+            readers: std::slice::from_ref(&reader),
             operator: &self.name,
             instance: self.instance,
             key_groups: self.key_groups.clone(),
+            savepoint_instances: None,
         };
         state
             .restore(c, &from)
@@ -886,10 +1074,9 @@ mod tests {
 
     fn config(dir: &Path, restore: bool) -> CheckpointConfig {
         CheckpointConfig {
-            dir: dir.to_path_buf(),
             interval: Duration::from_millis(200),
-            retained: 2,
             restore,
+            ..CheckpointConfig::for_tests(dir)
         }
     }
 

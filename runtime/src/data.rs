@@ -6,6 +6,11 @@ use std::marker::PhantomData;
 
 /// What a record type needs so weir can move it between workers and processes:
 /// derive `Clone, Serialize, Deserialize` on your type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot travel between workers or be stored in a checkpoint",
+    label = "records and state must be `Clone + Send + Serialize + Deserialize`",
+    note = "declare the type with `#[weir::record]`, or derive `Clone, Serialize, Deserialize` on it with `#[serde(crate = \"weir::serde\")]`"
+)]
 pub trait Data: Clone + Send + Serialize + DeserializeOwned + 'static {}
 impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Data for T {}
 

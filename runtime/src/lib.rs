@@ -20,7 +20,10 @@ pub mod job;
 pub mod kafka;
 pub mod key;
 pub mod metrics;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod process;
+pub mod savepoints;
 pub mod sinks;
 pub mod sources;
 pub mod state;
@@ -49,9 +52,11 @@ pub mod prelude {
     #[cfg(feature = "kafka")]
     pub use crate::kafka::{KafkaSink, KafkaSource, StartFrom};
     pub use crate::key::Key;
+    #[cfg(feature = "postgres")]
+    pub use crate::postgres::{PostgresSink, PostgresSource};
     pub use crate::process::{
-        Context, KeyedProcessFunction, ListState, MapState, OutputTag, ProcessingTimeOnly,
-        TimeDomain, ValueState, WithEventTime,
+        AggregatingState, Context, KeyedProcessFunction, ListState, MapState, OutputTag,
+        ProcessingTimeOnly, ReducingState, TimeDomain, ValueState, WithEventTime,
     };
     pub use crate::sinks::{
         CollectSink, DiscardSink, FileSink, Guarantee, Sink, SinkContext, SinkWriter, StdoutSink,

@@ -27,6 +27,8 @@
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -730,6 +732,32 @@ pub fn wait_for_children(pid: u32, n: usize, timeout: Duration) -> Vec<u32> {
     }
 }
 
+/// Kill job process `index` of a node's launcher (pid `launcher`, running `procs` job
+/// processes) with SIGKILL, then wait until the launcher runs `procs` processes again, none
+/// of them the killed one; returns the killed pid. Panics after 30 s.
+pub fn kill_and_wait_for_restart(launcher: u32, procs: usize, index: usize) -> u32 {
+    let victim = wait_for_children(launcher, procs, Duration::from_secs(20))
+        .into_iter()
+        .find(|&k| process_index(k) == Some(index))
+        .unwrap_or_else(|| panic!("no child runs as process {index}"));
+    send_signal(victim, 9);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let kids = child_pids(launcher);
+        if kids.len() == procs
+            && !kids.contains(&victim)
+            && kids.iter().all(|&k| process_index(k).is_some())
+        {
+            return victim;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the launcher did not restart its processes"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The global process index a job process was started as (`__process --process=K`).
 pub fn process_index(pid: u32) -> Option<usize> {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -740,6 +768,29 @@ pub fn process_index(pid: u32) -> Option<usize> {
     args.iter()
         .find_map(|a| a.strip_prefix("--process="))
         .and_then(|k| k.parse().ok())
+}
+
+/// The flags of the checkpoint kill tests: a checkpoint every 200 ms into `checkpoints`,
+/// restarts after 100 ms.
+pub fn fast_checkpoint_flags(checkpoints: &Path) -> Vec<String> {
+    vec![
+        "--checkpoint-interval".to_string(),
+        "200ms".into(),
+        "--checkpoint-dir".into(),
+        checkpoints.display().to_string(),
+        "--restart-delay".into(),
+        "100ms".into(),
+    ]
+}
+
+/// SIGKILL the child of `launcher` that runs as process `process` (waiting until the
+/// launcher started `children` processes).
+pub fn kill_child_process(launcher: &Spawned, children: usize, process: usize) {
+    let victim = wait_for_children(launcher.pid(), children, Duration::from_secs(20))
+        .into_iter()
+        .find(|&k| process_index(k) == Some(process))
+        .unwrap_or_else(|| panic!("no child runs as process {process}"));
+    send_signal(victim, 9);
 }
 
 /// Wait until a checkpointing file sink made a part file visible, which happens only once

@@ -7,6 +7,7 @@
 //! reports a mismatch at the user's `connect`/`join`). The vertex's watermark is the minimum
 //! over both inputs' instances, as in Flink.
 
+use crate::checkpoint::{Checkpointed, DirtyKeys, StateReader, StateWriter};
 use crate::data::{Data, Epoch, EventTime, Msg, Witness};
 use crate::error::Result;
 use crate::key::Key;
@@ -326,6 +327,32 @@ impl<
     }
 }
 
+/// The broadcast state (when its type is serializable; the same on every instance, each
+/// stores its copy) beside the keyed state of the keyed side.
+impl<K, I, B, KF, F> Checkpointed for BroadcastOp<K, I, B, KF, F>
+where
+    K: Key,
+    I: 'static,
+    B: 'static,
+    KF: Fn(&I) -> K,
+    F: KeyedBroadcastProcessFunction<K, I, B>,
+    F::State: serde::Serialize + serde::de::DeserializeOwned,
+{
+    fn snapshot(&mut self, _checkpoint: u64, out: &mut StateWriter<'_>) -> Result<()> {
+        let meta = (self.inner.watermark, &self.inner.func_mut().state);
+        out.put_meta(&crate::checkpoint::encode("broadcast state", &meta)?);
+        self.inner.snapshot_keys(out)
+    }
+    fn restore(&mut self, _checkpoint: u64, from: &StateReader<'_>) -> Result<()> {
+        if let Some(m) = from.meta()? {
+            let (wm, state) = crate::checkpoint::decode("broadcast state", m)?;
+            self.inner.watermark = wm;
+            self.inner.func_mut().state = state;
+        }
+        self.inner.restore_keys(from)
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Window join.
 
@@ -399,6 +426,7 @@ pub struct IntervalJoin<K, L, R, KF, F> {
     left: HashMap<K, BTreeMap<EventTime, Vec<L>>>,
     right: HashMap<K, BTreeMap<EventTime, Vec<R>>>,
     watermark: EventTime,
+    dirty: DirtyKeys<K>,
 }
 
 /// `a.key_by(ka).interval_join(b.key_by(kb)).between(lower, upper).process(f)` for generated code.
@@ -424,6 +452,7 @@ where
             left: HashMap::new(),
             right: HashMap::new(),
             watermark: EventTime::MIN,
+            dirty: DirtyKeys::default(),
         },
         Witness::new(),
     )
@@ -440,6 +469,7 @@ impl<K: Key, L: Clone, R: Clone, KF: Fn(&Two<L, R>) -> K, O, F: FnMut(&L, &R) ->
         out: &mut E,
     ) -> Result<()> {
         let k = (self.key)(&record);
+        self.dirty.touch(&k);
         match record {
             Two::Left(l) => {
                 if let Some(rs) = self.right.get(&k) {
@@ -492,15 +522,13 @@ impl<K: Key, L: Clone, R: Clone, KF: Fn(&Two<L, R>) -> K, O, F: FnMut(&L, &R) ->
         self.watermark = self.watermark.max(wm);
         let (lower, upper) = (self.lower, self.upper);
         // A left record at t can still match rights up to t + upper: keep while t + upper > wm.
-        for m in self.left.values_mut() {
-            m.retain(|&t, _| t.saturating_add(upper) > wm);
-        }
-        self.left.retain(|_, m| !m.is_empty());
+        prune(&mut self.left, &mut self.dirty, |t| {
+            t.saturating_add(upper) > wm
+        });
         // A right record at t can still match lefts down to t − upper … up to t − lower.
-        for m in self.right.values_mut() {
-            m.retain(|&t, _| t.saturating_sub(lower) > wm);
-        }
-        self.right.retain(|_, m| !m.is_empty());
+        prune(&mut self.right, &mut self.dirty, |t| {
+            t.saturating_sub(lower) > wm
+        });
         Ok(())
     }
 
@@ -515,6 +543,59 @@ impl<K: Key, L: Clone, R: Clone, KF: Fn(&Two<L, R>) -> K, O, F: FnMut(&L, &R) ->
                 .values()
                 .map(|m| m.values().map(Vec::len).sum::<usize>())
                 .sum::<usize>()
+    }
+}
+
+/// Drop the buffered records for which `keep` is false (and keys left with none), noting
+/// the keys that changed.
+fn prune<K: Key, T>(
+    buffers: &mut HashMap<K, BTreeMap<EventTime, Vec<T>>>,
+    dirty: &mut DirtyKeys<K>,
+    keep: impl Fn(EventTime) -> bool,
+) {
+    buffers.retain(|k, m| {
+        // Buffers are ordered by time and `keep` is monotone in it: look at the oldest first.
+        if m.first_key_value().is_some_and(|(&t, _)| !keep(t)) {
+            m.retain(|&t, _| keep(t));
+            dirty.touch(k);
+        }
+        !m.is_empty()
+    });
+}
+
+/// A key's buffered records of both sides, as a checkpoint stores them.
+type Buffers<L, R> = (BTreeMap<EventTime, Vec<L>>, BTreeMap<EventTime, Vec<R>>);
+
+/// The buffered records of both sides and the watermark.
+impl<K: Key, L: Data, R: Data, KF: Fn(&Two<L, R>) -> K, O, F: FnMut(&L, &R) -> O> Checkpointed
+    for IntervalJoin<K, L, R, KF, F>
+{
+    fn snapshot(&mut self, _checkpoint: u64, out: &mut StateWriter<'_>) -> Result<()> {
+        out.put_meta(&crate::checkpoint::encode("watermark", &self.watermark)?);
+        let (left, right) = (&self.left, &self.right);
+        let empty = (BTreeMap::new(), BTreeMap::new());
+        self.dirty.write(out, left.keys().chain(right.keys()), |k| {
+            Ok(match (left.get(k), right.get(k)) {
+                (None, None) => None,
+                (l, r) => Some((l.unwrap_or(&empty.0), r.unwrap_or(&empty.1))),
+            })
+        })
+    }
+    fn restore(&mut self, _checkpoint: u64, from: &StateReader<'_>) -> Result<()> {
+        if let Some(m) = from.meta()? {
+            self.watermark = crate::checkpoint::decode("watermark", m)?;
+        }
+        let (left, right) = (&mut self.left, &mut self.right);
+        from.for_each_keyed(|k: K, (l, r): Buffers<L, R>| {
+            if !l.is_empty() {
+                left.insert(k.clone(), l);
+            }
+            if !r.is_empty() {
+                right.insert(k, r);
+            }
+        })?;
+        self.dirty.restored(from);
+        Ok(())
     }
 }
 

@@ -1280,7 +1280,7 @@ impl<T: Data, K: Key, KF: Fn(&T) -> K, F> Checkpointed for Reduce<T, K, KF, F> {
         from.for_each_keyed(|k: K, v: T| {
             state.insert(k, v, kf);
         })?;
-        self.dirty = Some(Default::default());
+        self.dirty = from.incremental().then(Default::default);
         Ok(())
     }
 }
@@ -1488,6 +1488,22 @@ impl<R: SourceReader> Checkpointed for SourceState<'_, R> {
     }
 }
 
+/// Restores a source instance: its own position, or — from a savepoint taken with another
+/// parallelism — its share of what every old instance had left.
+struct SourceRestore<'a, R>(&'a mut R, usize);
+
+impl<R: SourceReader> Checkpointed for SourceRestore<'_, R> {
+    fn snapshot(&mut self, checkpoint: u64, out: &mut StateWriter<'_>) -> Result<()> {
+        SourceState(&mut *self.0).snapshot(checkpoint, out)
+    }
+    fn restore(&mut self, checkpoint: u64, from: &StateReader<'_>) -> Result<()> {
+        match from.rescaled_from(self.1) {
+            Some(_) => self.0.rescale(&from.all_meta()?),
+            None => SourceState(&mut *self.0).restore(checkpoint, from),
+        }
+    }
+}
+
 fn source_participant<R: SourceReader>(
     vctx: &VertexCtx,
     name: &str,
@@ -1503,7 +1519,7 @@ fn source_participant<R: SourceReader>(
     }
     let p = vctx.checkpoints.participant(name, vctx.instance, 0..0)?;
     if let Some(p) = &p {
-        p.restore(&mut SourceState(reader))?;
+        p.restore(&mut SourceRestore(reader, vctx.parallelism))?;
     }
     Ok(p)
 }
@@ -1608,6 +1624,11 @@ impl<T, W: crate::sinks::SinkWriter<T>> Checkpointed for SinkState<'_, T, W> {
         Ok(())
     }
     fn restore(&mut self, checkpoint: u64, from: &StateReader<'_>) -> Result<()> {
+        // From a savepoint, the output the savepoint's run made is its own (committed by
+        // it): continue beside it.
+        if !from.incremental() {
+            return self.0.continue_after_savepoint();
+        }
         match from.meta()? {
             Some(pending) => self.0.recover(checkpoint, Some(pending)),
             None => Err(RuntimeError::user(format!(

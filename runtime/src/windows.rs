@@ -872,7 +872,7 @@ where
             }
         })?;
         self.rebuild_timers();
-        self.dirty = Some(Dirty::default());
+        self.dirty = from.incremental().then(Dirty::default);
         Ok(())
     }
 }
@@ -1021,12 +1021,7 @@ mod tests {
             feed(&mut whole, &events, &mut expected);
 
             let root = tempfile::tempdir().unwrap();
-            let cfg = CheckpointConfig {
-                dir: root.path().to_path_buf(),
-                interval: Duration::from_millis(10),
-                retained: 2,
-                restore: true,
-            };
+            let cfg = CheckpointConfig::for_tests(root.path());
             let epoch = Duration::from_millis(10);
             let (ck, _) = Checkpoints::open(&cfg, epoch, 0, "job", 1, 128).unwrap();
             ck.restore_to(None).unwrap();

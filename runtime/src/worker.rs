@@ -188,7 +188,7 @@ pub fn run(
             crate::metrics::set_current(Arc::clone(&metrics), index);
             let checkpoints = match &ck_cfg {
                 None => Checkpoints::off(),
-                Some(c) => match open_checkpoints(worker, c, epoch, &physical, fingerprint) {
+                Some(c) => match open_checkpoints(worker, c, epoch, &physical, fingerprint, &f2) {
                     Ok(ck) => ck,
                     Err(e) => {
                         tracing::error!(worker = index, error = %e, "cannot open the checkpoint store");
@@ -260,6 +260,7 @@ fn open_checkpoints(
     epoch: Duration,
     physical: &PhysicalPlan,
     fingerprint: u64,
+    failure: &Failure,
 ) -> Result<Checkpoints> {
     use std::cell::RefCell;
     use std::rc::Rc;
@@ -284,10 +285,22 @@ fn open_checkpoints(
         probe
     });
     while !probe.done() {
+        // A worker that could not open its store offers nothing: stop rather than wait.
+        if failure.failed() {
+            return Err(RuntimeError::external(
+                "another worker could not open its checkpoint store",
+            ));
+        }
         worker.step_or_park(Some(Duration::from_millis(5)));
     }
     let agreed = crate::checkpoint::agree(&offers.borrow());
     ck.restore_to(agreed)?;
+    ck.check_savepoint_coverage(
+        physical
+            .vertices
+            .iter()
+            .flat_map(|v| v.operators.iter().map(String::as_str)),
+    )?;
     Ok(ck)
 }
 

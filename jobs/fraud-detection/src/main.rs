@@ -193,7 +193,9 @@ pub const SCORE_ABOVE_MEAN: u32 = 10;
 pub const ALERTS: OutputTag<Alert> = OutputTag::new("alerts");
 
 /// The rules every instance knows: every version of every rule, by `rule_id` and time.
-#[derive(Debug, Default, Clone, PartialEq)]
+/// Serializable, so that checkpoints hold it.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(crate = "weir::serde")]
 pub struct RuleBook {
     versions: BTreeMap<u32, BTreeMap<i64, Rule>>,
 }

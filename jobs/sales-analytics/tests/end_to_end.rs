@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use weir_runtime::plan::{Partitioning, PhysicalPlan};
 use weir_runtime::testing::{
-    assert_all_succeeded, elf_interpreter, json_log_lines, ldd, process_index, read_parts,
-    read_rolled_records, send_signal, wait_for_a_complete_checkpoint, wait_for_children, JobBinary,
-    LocalCluster, Output, Shape, TempDir,
+    assert_all_succeeded, elf_interpreter, fast_checkpoint_flags, json_log_lines,
+    kill_child_process, ldd, read_parts, read_rolled_records, wait_for_a_complete_checkpoint,
+    JobBinary, LocalCluster, Output, Shape, TempDir,
 };
 
 fn job() -> JobBinary {
@@ -701,22 +701,11 @@ fn a_killed_process_resumes_windows_from_the_last_checkpoint_exactly_once() {
     std::fs::write(&input, &text).unwrap();
     let out_dir = dir.join("out");
     let mut args = io_args(&input, &out_dir);
-    args.extend([
-        "--checkpoint-interval".to_string(),
-        "200ms".into(),
-        "--checkpoint-dir".into(),
-        dir.join("ck").display().to_string(),
-        "--restart-delay".into(),
-        "100ms".into(),
-    ]);
+    args.extend(fast_checkpoint_flags(&dir.join("ck")));
     let cluster = LocalCluster::new(dir.path(), 1, 2);
     let mut launcher = job().spawn_node(&cluster, 0, 4, &args);
     wait_for_a_complete_checkpoint(&out_dir, &mut launcher);
-    let victim = wait_for_children(launcher.pid(), 2, Duration::from_secs(20))
-        .into_iter()
-        .find(|&k| process_index(k) == Some(1))
-        .expect("no child runs as process 1");
-    send_signal(victim, 9);
+    kill_child_process(&launcher, 2, 1);
     let out = launcher.wait(Duration::from_secs(180));
     out.assert_success();
     assert!(out.stderr.contains("restoring from checkpoint"), "{out}");

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use weir_runtime::plan::PhysicalPlan;
 use weir_runtime::testing::{
-    assert_all_succeeded, child_pids, elf_interpreter, free_port_block, is_alive, ldd, part_files,
-    process_index, read_parts, send_signal, wait_for_a_complete_checkpoint, wait_for_children,
-    write_hosts_file, JobBinary, LocalCluster, Shape, TempDir,
+    assert_all_succeeded, child_pids, elf_interpreter, fast_checkpoint_flags, free_port_block,
+    is_alive, ldd, part_files, process_index, read_parts, read_rolled_records, send_signal,
+    wait_for_a_complete_checkpoint, wait_for_children, write_hosts_file, JobBinary, LocalCluster,
+    Shape, TempDir,
 };
 
 fn job() -> JobBinary {
@@ -596,14 +597,7 @@ impl CheckpointedRun {
         let text = long_text(lines);
         std::fs::write(&input, &text).unwrap();
         let mut args = io_args(&input, &dir.join("out"));
-        args.extend([
-            "--checkpoint-interval".to_string(),
-            "200ms".into(),
-            "--checkpoint-dir".into(),
-            dir.join("checkpoints").display().to_string(),
-            "--restart-delay".into(),
-            "100ms".into(),
-        ]);
+        args.extend(fast_checkpoint_flags(&dir.join("checkpoints")));
         args.extend(flags.iter().map(|f| f.to_string()));
         CheckpointedRun { dir, text, args }
     }
@@ -736,4 +730,126 @@ fn a_process_killed_on_another_node_restarts_the_whole_cluster_exactly_once() {
     let got = final_counts(&weir_runtime::testing::read_rolled_records(&run.out_dir()));
     let expected = expected_counts(&run.text);
     assert!(got == expected, "{}", diff(&expected, &got));
+}
+
+/// For a run restored from a savepoint: every word's running counts are `k+1 ..= final`,
+/// each once (`k`: its count in the savepoint). Returns the final counts and the `k`s.
+fn counts_after_savepoint(records: &[Value]) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+    let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in records {
+        let (Some(word), Some(count)) = (
+            r.get(0).and_then(Value::as_str),
+            r.get(1).and_then(Value::as_u64),
+        ) else {
+            panic!("not a [\"word\", count] record: {r}")
+        };
+        seen.entry(word.to_string()).or_default().push(count);
+    }
+    let (mut finals, mut before) = (BTreeMap::new(), BTreeMap::new());
+    for (word, mut counts) in seen {
+        counts.sort_unstable();
+        let (first, last) = (counts[0], counts[counts.len() - 1]);
+        assert!(
+            counts.iter().copied().eq(first..=last),
+            "`{word}`: counts after the savepoint are not {first}..={last} once each"
+        );
+        finals.insert(word.clone(), last);
+        before.insert(word, first - 1);
+    }
+    (finals, before)
+}
+
+/// Savepoints and rescaling: a savepoint is taken while the job runs on 2 processes × 2
+/// workers (4 instances of every operator); the job is then stopped and restored from it
+/// on one process of 2 workers and on one of 8. Each restored run counts on from the
+/// savepoint's state — key groups move to their new owners, and the file source's
+/// remaining input is re-split over the new instances — to exactly the counts of an
+/// uninterrupted run: nothing counted twice, nothing lost.
+#[test]
+fn a_savepoint_taken_at_4_restores_at_2_and_at_8_with_exact_counts() {
+    let dir = TempDir::new("wordcount-sp");
+    let input = dir.join("long.txt");
+    let mut text = long_text(400_000);
+    // Every word once more at the very end, so a restored run emits every word's total.
+    text.push_str(
+        &expected_counts(&text)
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    text.push('\n');
+    std::fs::write(&input, &text).unwrap();
+    let expected = expected_counts(&text);
+
+    let mut args = io_args(&input, &dir.join("out-first"));
+    args.extend(fast_checkpoint_flags(&dir.join("ck-first")));
+    let cluster = LocalCluster::new(dir.path(), 1, 2);
+    let mut launcher = job().spawn_node(&cluster, 0, 2, &args);
+    wait_for_a_complete_checkpoint(&dir.join("out-first"), &mut launcher);
+    let sp = dir.join("savepoint");
+    let taken = job().run([
+        "savepoint".to_string(),
+        "--checkpoint-dir".into(),
+        dir.join("ck-first").display().to_string(),
+        "--target".into(),
+        sp.display().to_string(),
+    ]);
+    taken.assert_success();
+    assert!(taken.stdout.contains("written to"), "{taken}");
+    assert!(
+        launcher.is_running(),
+        "the job finished before the savepoint; give it a longer input"
+    );
+    send_signal(launcher.pid(), 9);
+    let _ = launcher.wait(Duration::from_secs(30));
+
+    for workers in [2, 8] {
+        let out = dir.join(format!("out-{workers}"));
+        let mut args = io_args(&input, &out);
+        args.extend(fast_checkpoint_flags(&dir.join(format!("ck-{workers}"))));
+        args.extend(["--from-savepoint".to_string(), sp.display().to_string()]);
+        let run = job()
+            .with_timeout(Duration::from_secs(120))
+            .run_single(workers, &args);
+        run.assert_success();
+        assert!(run.stderr.contains("restoring from savepoint"), "{run}");
+        let (got, before) = counts_after_savepoint(&read_rolled_records(&out));
+        assert!(
+            got == expected,
+            "restored on {workers} workers: counts differ from an uninterrupted run: {}",
+            diff(&expected, &got)
+        );
+        assert!(
+            before.values().all(|&k| k > 0),
+            "restored on {workers} workers: some word started from zero, so the savepoint's state was not used: {before:?}"
+        );
+    }
+}
+
+/// `--from-savepoint` with a directory that holds no savepoint, or without checkpoints, is
+/// a one-line usage error saying what to do.
+#[test]
+fn a_missing_savepoint_or_no_checkpoints_is_refused_clearly() {
+    let dir = TempDir::new("wordcount-sp-bad");
+    let input = dir.join("in.txt");
+    std::fs::write(&input, "a b\n").unwrap();
+    let mut args = io_args(&input, &dir.join("out"));
+    args.extend(fast_checkpoint_flags(&dir.join("ck")));
+    args.extend([
+        "--from-savepoint".to_string(),
+        dir.join("nothing-here").display().to_string(),
+    ]);
+    let run = job().run_single(1, &args);
+    assert_eq!(run.code(), Some(2), "{run}");
+    assert!(run.stderr.contains("not a savepoint"), "{run}");
+    // Without checkpoints a savepoint cannot be restored.
+    let mut args = io_args(&input, &dir.join("out"));
+    args.extend([
+        "--from-savepoint".to_string(),
+        dir.path().display().to_string(),
+    ]);
+    let run = job().run_single(1, &args);
+    assert_eq!(run.code(), Some(2), "{run}");
+    assert!(run.stderr.contains("add --checkpoint-interval"), "{run}");
 }

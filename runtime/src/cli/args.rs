@@ -25,9 +25,28 @@ pub enum Command {
     Run(RunArgs),
     /// Show where every operator instance would run on a cluster, without running.
     Explain(ExplainArgs),
+    /// Write a savepoint: the newest checkpoint every worker of this node completed, copied
+    /// to one portable directory that `run --from-savepoint` restores on any cluster shape.
+    /// Works while the job runs.
+    Savepoint(SavepointArgs),
     /// One process of a cluster, started by the launcher (`run --hosts`).
     #[command(name = "__process", hide = true)]
     Process(ProcessArgs),
+}
+
+/// Flags of `savepoint`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct SavepointArgs {
+    /// The running (or stopped) job's checkpoint directory, as given to `run`.
+    #[arg(long, value_name = "DIR", default_value = "weir-checkpoints")]
+    pub checkpoint_dir: PathBuf,
+    /// Where to write the savepoint: a new directory.
+    #[arg(long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// Copy this checkpoint rather than the newest complete one (to assemble one savepoint
+    /// from several nodes into a shared directory: the same id on every node).
+    #[arg(long, value_name = "ID")]
+    pub checkpoint: Option<u64>,
 }
 
 /// Flags of `run`.
@@ -118,6 +137,15 @@ pub struct RunArgs {
     /// The window of the failure-rate strategy (e.g. 5m).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration_ms, help_heading = "Checkpoints")]
     pub failure_rate_interval: u64,
+    /// Start from a savepoint (a directory `savepoint` wrote), on this or any other cluster
+    /// shape: state is redistributed by key group. Needs checkpoints on. After a failure the
+    /// run resumes from its own newer checkpoints.
+    #[arg(long, value_name = "DIR", help_heading = "Checkpoints")]
+    pub from_savepoint: Option<PathBuf>,
+    /// With --from-savepoint: start even when the savepoint holds state of an operator this
+    /// job has no longer (by name); that state is dropped.
+    #[arg(long, help_heading = "Checkpoints")]
+    pub allow_non_restored_state: bool,
     /// How long the launcher waits before a restart (e.g. 1s, 200ms).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ms, help_heading = "Checkpoints")]
     pub restart_delay: u64,

@@ -123,7 +123,7 @@ pub fn main_with_args(job: Job, build: BuildInfo, argv: Vec<OsString>) -> ExitCo
                 .map_or(Role::Process(0), |node| Role::Launcher { node }),
         ),
         Command::Process(p) => (p.run.log_format, Role::Process(p.process)),
-        Command::Explain(_) => (LogFormat::Text, Role::Process(0)),
+        Command::Explain(_) | Command::Savepoint(_) => (LogFormat::Text, Role::Process(0)),
     };
     let is_child = matches!(cli.command, Command::Process(_));
     logging::init(format, &job.plan.name, role);
@@ -153,6 +153,7 @@ pub fn main_with_args(job: Job, build: BuildInfo, argv: Vec<OsString>) -> ExitCo
 fn dispatch(job: Job, cli: Cli) -> Result<u8, CliError> {
     match cli.command {
         Command::Explain(a) => run::explain(&job, &a),
+        Command::Savepoint(a) => run::savepoint(&job, &a),
         Command::Run(a) if a.hosts.is_some() => run::run_launcher(&job, &a),
         Command::Run(a) => run::run_single(job, &a),
         Command::Process(p) => run::run_process(job, &p),

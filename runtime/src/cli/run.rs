@@ -135,6 +135,7 @@ pub(super) fn run_single(job: Job, a: &RunArgs) -> Result<u8, CliError> {
         .try_build()
         .map_err(|e| CliError::failed(format!("cannot start the workers: {e}")))?;
     let ck = checkpoint_config(&job, a);
+    prepare_savepoint_start(ck.as_ref(), a, 0..a.workers)?;
     let metrics = ProcessMetrics::new(&job.plan.name, 0);
     let mon = Monitoring::new(a, 0, 0, &[(0, 0, std::net::IpAddr::from([127, 0, 0, 1]))]);
     let code = execute(
@@ -225,6 +226,14 @@ pub fn child_args(a: &RunArgs, process: usize) -> Vec<OsString> {
     if let Some(n) = a.restart_attempts {
         v.push(format!("--restart-attempts={n}").into());
     }
+    if let Some(dir) = &a.from_savepoint {
+        let mut flag = OsString::from("--from-savepoint=");
+        flag.push(dir.as_os_str());
+        v.push(flag);
+    }
+    if a.allow_non_restored_state {
+        v.push("--allow-non-restored-state".into());
+    }
     v.push(format!("--restart-delay={}ms", a.restart_delay).into());
     v.push(format!("--restart-strategy={}", a.restart_strategy.as_str()).into());
     v.push(format!("--failure-rate-interval={}ms", a.failure_rate_interval).into());
@@ -247,7 +256,55 @@ fn checkpoint_config(job: &Job, a: &RunArgs) -> Option<CheckpointConfig> {
         interval: Duration::from_millis(ms),
         retained: a.checkpoints_retained,
         restore: a.restore == Restore::Latest,
+        savepoint: a.from_savepoint.clone(),
+        allow_non_restored_state: a.allow_non_restored_state,
     })
+}
+
+/// `savepoint`: copy the newest checkpoint complete on every worker of this node.
+pub(super) fn savepoint(job: &Job, a: &super::args::SavepointArgs) -> Result<u8, CliError> {
+    let job_dir = a.checkpoint_dir.join(&job.plan.name);
+    let info = crate::savepoints::take(
+        &job_dir,
+        &job.plan.name,
+        job.plan.max_parallelism,
+        &a.target,
+        a.checkpoint,
+    )?;
+    print_stdout(&format!(
+        "savepoint of checkpoint {} ({} worker stores) written to {}\n",
+        info.checkpoint,
+        info.workers.len(),
+        a.target.display()
+    ))?;
+    Ok(0)
+}
+
+/// `--from-savepoint` needs checkpoints on (they carry the restore), and the node's own
+/// stores are dropped at the first start so that the savepoint, not an older run's
+/// checkpoints, is where the run begins.
+fn prepare_savepoint_start(
+    ck: Option<&CheckpointConfig>,
+    a: &RunArgs,
+    workers: std::ops::Range<usize>,
+) -> Result<(), CliError> {
+    let Some(dir) = &a.from_savepoint else {
+        return Ok(());
+    };
+    let Some(ck) = ck else {
+        return Err(CliError::usage(
+            "--from-savepoint needs checkpoints: add --checkpoint-interval (e.g. 10s)",
+        ));
+    };
+    if !dir.join(crate::savepoints::SAVEPOINT_FILE).is_file() {
+        return Err(CliError::usage(format!(
+            "--from-savepoint {}: not a savepoint (no {}); give a directory `savepoint` wrote",
+            dir.display(),
+            crate::savepoints::SAVEPOINT_FILE
+        )));
+    }
+    crate::checkpoint::remove_stores(&ck.dir, workers);
+    Ok(())
 }
 
 /// `run --hosts`: check everything, start this node's processes, supervise them.
@@ -294,6 +351,12 @@ pub(super) fn run_launcher(job: &Job, a: &RunArgs) -> Result<u8, CliError> {
             .collect()
     };
     let ck = checkpoint_config(job, a);
+    let first_worker = mine.first().map_or(0, |p| p.process * a.workers);
+    prepare_savepoint_start(
+        ck.as_ref(),
+        a,
+        first_worker..first_worker + mine.len() * a.workers,
+    )?;
     let p = &s.physical;
     tracing::info!(
         "starting {} of node {} (cluster {}; the plan uses {} of {} slots)",

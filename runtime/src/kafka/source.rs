@@ -598,6 +598,18 @@ pub struct KafkaSourceReader<T> {
 }
 
 impl<T> KafkaSourceReader<T> {
+    /// Restart the fetch thread at `offsets` (partitions without one start as configured);
+    /// the old one stops when its channel closes.
+    fn restart_at(&mut self, offsets: Vec<(i32, i64)>) -> Result<()> {
+        let mut fetch = self.fetch.clone();
+        fetch.start = StartFrom::Offsets(offsets);
+        let (splits, rx) = start_fetch(&self.operator, fetch)?;
+        self.splits = splits;
+        self.rx = rx;
+        self.batch = None;
+        Ok(())
+    }
+
     /// The next offset to read of every partition this instance reads, as
     /// `(partition, offset)`: everything before it has been handed downstream (or counted as
     /// a bad record). Start a source there with [`StartFrom::Offsets`].
@@ -757,17 +769,23 @@ impl<T: DeserializeOwned + 'static> SourceReader for KafkaSourceReader<T> {
     fn seek(&mut self, position: &[u8]) -> Result<()> {
         let (offsets, records, bad): (Vec<(i32, i64)>, u64, u64) =
             crate::checkpoint::decode("the kafka source's offsets", position)?;
-        // Restart the fetch thread at the stored offsets; the old one stops when its
-        // channel closes.
-        let mut fetch = self.fetch.clone();
-        fetch.start = StartFrom::Offsets(offsets);
-        let (splits, rx) = start_fetch(&self.operator, fetch)?;
-        self.splits = splits;
-        self.rx = rx;
-        self.batch = None;
+        self.restart_at(offsets)?;
         self.records = records;
         self.bad = bad;
         Ok(())
+    }
+
+    /// Partitions are assigned by partition number, so re-splitting is taking every old
+    /// instance's offsets: this instance reads its partitions from where their old readers
+    /// were.
+    fn rescale(&mut self, positions: &[Option<Vec<u8>>]) -> Result<()> {
+        let mut all = Vec::new();
+        for p in positions.iter().flatten() {
+            let (offsets, _, _): (Vec<(i32, i64)>, u64, u64) =
+                crate::checkpoint::decode("the kafka source's offsets", p)?;
+            all.extend(offsets);
+        }
+        self.restart_at(all)
     }
 }
 

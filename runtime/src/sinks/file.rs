@@ -379,6 +379,25 @@ impl<T: Serialize> SinkWriter<T> for FileSinkWriter {
         crate::checkpoint::encode("the file sink's pending part files", &parts)
     }
 
+    fn continue_after_savepoint(&mut self) -> Result<()> {
+        let Some(r) = &self.rolling else {
+            return Ok(());
+        };
+        // Number new parts after any this instance's name already has in the directory.
+        let mut next = r.next;
+        if let Ok(entries) = fs::read_dir(&self.sink.dir) {
+            for entry in entries.flatten() {
+                if let Some(n) = part_number(&entry.file_name().to_string_lossy(), self.instance) {
+                    next = next.max(n + 1);
+                }
+            }
+        }
+        if let Some(r) = &mut self.rolling {
+            r.next = next;
+        }
+        Ok(())
+    }
+
     fn recover(&mut self, _checkpoint: u64, pending: Option<&[u8]>) -> Result<()> {
         if self.rolling.is_none() {
             return Ok(());
@@ -398,19 +417,9 @@ impl<T: Serialize> SinkWriter<T> for FileSinkWriter {
         // Part files begun after it hold records that will be produced again. Visible ones
         // exist only when a newer checkpoint was damaged and the job fell back to this one
         // (or on a fresh start, from a previous run).
-        let hidden = format!(".part-{}-", self.instance);
-        let visible = format!("part-{}-", self.instance);
         if let Ok(entries) = fs::read_dir(&self.sink.dir) {
             for entry in entries.flatten() {
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                let Some(rest) = name
-                    .strip_prefix(&hidden)
-                    .or_else(|| name.strip_prefix(&visible))
-                else {
-                    continue;
-                };
-                let n = rest.split('.').next().and_then(|d| d.parse::<u64>().ok());
+                let n = part_number(&entry.file_name().to_string_lossy(), self.instance);
                 if n.is_some_and(|n| n >= parts.next) {
                     fs::remove_file(entry.path()).map_err(|e| self.io_error(&e))?;
                 }
@@ -421,6 +430,15 @@ impl<T: Serialize> SinkWriter<T> for FileSinkWriter {
         }
         Ok(())
     }
+}
+
+/// `n` of instance `instance`'s rolled part file `part-<instance>-<n>.jsonl`, or of its
+/// hidden in-progress name.
+fn part_number(file_name: &str, instance: usize) -> Option<u64> {
+    let rest = file_name.strip_prefix('.').unwrap_or(file_name);
+    rest.strip_prefix(&format!("part-{instance}-"))
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|d| d.parse().ok())
 }
 
 #[cfg(test)]

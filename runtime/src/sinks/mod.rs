@@ -77,4 +77,9 @@ pub trait SinkWriter<T>: 'static {
     fn recover(&mut self, _checkpoint: u64, _pending: Option<&[u8]>) -> Result<()> {
         Ok(())
     }
+    /// Start after a restore from a savepoint: what the savepoint's run wrote stays as it
+    /// is (that run committed it), and new output goes beside it.
+    fn continue_after_savepoint(&mut self) -> Result<()> {
+        Ok(())
+    }
 }

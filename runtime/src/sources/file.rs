@@ -151,7 +151,7 @@ impl<T: crate::data::Data> Source for FileSource<T> {
         if files.is_empty() {
             tracing::warn!(operator = %op, path = %self.path.display(), "file source: the directory holds no files to read");
         }
-        let slices = plan(files, ctx.instance, ctx.parallelism);
+        let slices = plan(files.clone(), ctx.instance, ctx.parallelism);
         for slice in &slices {
             if let Err(e) = File::open(&slice.path) {
                 return Err(RuntimeError::user(format!(
@@ -163,6 +163,8 @@ impl<T: crate::data::Data> Source for FileSource<T> {
         Ok(FileSourceReader {
             operator: ctx.operator.clone(),
             instance: ctx.instance,
+            parallelism: ctx.parallelism,
+            files,
             format: self.format,
             policy: self.policy.clone(),
             slices,
@@ -180,6 +182,7 @@ impl<T: crate::data::Data> Source for FileSource<T> {
 }
 
 /// A file to read and its size when the source was opened.
+#[derive(Debug, Clone)]
 struct InputFile {
     path: PathBuf,
     len: u64,
@@ -471,6 +474,9 @@ struct OpenSlice {
 pub struct FileSourceReader<T> {
     operator: String,
     instance: usize,
+    parallelism: usize,
+    /// Every file of the source (all instances'), for re-splitting on a rescale.
+    files: Vec<InputFile>,
     format: FileFormat,
     policy: BadRecordPolicy,
     slices: Vec<Slice>,
@@ -725,6 +731,32 @@ impl<T: DeserializeOwned + 'static> SourceReader for FileSourceReader<T> {
         crate::checkpoint::encode("the file source's position", &p).ok()
     }
 
+    fn rescale(&mut self, positions: &[Option<Vec<u8>>]) -> Result<()> {
+        let old = positions.len();
+        let mut left = Vec::new();
+        for (i, p) in positions.iter().enumerate() {
+            let Some(p) = p else {
+                return Err(RuntimeError::user(format!(
+                    "file source `{}`: the savepoint holds no position of its instance {i} of {old}; it is incomplete — take it again",
+                    self.operator
+                )));
+            };
+            left.extend(self.left_at(i, old, p)?);
+        }
+        self.slices = share(&left, self.instance, self.parallelism);
+        self.next_slice = 0;
+        self.current = None;
+        tracing::info!(
+            operator = %self.operator,
+            instance = self.instance,
+            from = old,
+            to = self.parallelism,
+            bytes = self.slices.iter().map(|s| s.end - s.start).sum::<u64>(),
+            "file source re-split the input left in the savepoint"
+        );
+        Ok(())
+    }
+
     fn seek(&mut self, position: &[u8]) -> Result<()> {
         let p: FilePosition = crate::checkpoint::decode("the file source's position", position)?;
         let changed = || {
@@ -755,6 +787,57 @@ impl<T: DeserializeOwned + 'static> SourceReader for FileSourceReader<T> {
         self.bad = p.bad;
         Ok(())
     }
+}
+
+impl<T> FileSourceReader<T> {
+    /// What instance `instance` of `parallelism` had left at `position`: the rest of its
+    /// open slice and the slices it had not opened.
+    fn left_at(&self, instance: usize, parallelism: usize, position: &[u8]) -> Result<Vec<Slice>> {
+        let p: FilePosition = crate::checkpoint::decode("the file source's position", position)?;
+        let slices = plan(self.files.clone(), instance, parallelism);
+        if p.next_slice > slices.len() || p.slice.is_some_and(|(s, _)| s >= slices.len()) {
+            return Err(RuntimeError::user(format!(
+                "file source `{}`: the savepoint's positions do not fit the input files; they changed since it was taken — restore with the same input, or start without the savepoint",
+                self.operator
+            )));
+        }
+        let mut left = Vec::new();
+        if let Some((s, pos)) = p.slice {
+            left.push(Slice {
+                path: slices[s].path.clone(),
+                start: pos.max(slices[s].start),
+                end: slices[s].end,
+            });
+        }
+        left.extend(slices.into_iter().skip(p.next_slice));
+        left.retain(|s| s.start < s.end);
+        Ok(left)
+    }
+}
+
+/// Instance `instance` of `parallelism`'s share of `left`: the byte range
+/// `[i*S/p, (i+1)*S/p)` of the ranges laid end to end (a line belongs to the range its
+/// first byte is in, as with [`plan`]).
+fn share(left: &[Slice], instance: usize, parallelism: usize) -> Vec<Slice> {
+    let total: u64 = left.iter().map(|s| s.end - s.start).sum();
+    let lo = mul_div(total, instance, parallelism);
+    let hi = mul_div(total, instance + 1, parallelism);
+    let mut out = Vec::new();
+    let mut base = 0u64;
+    for s in left {
+        let len = s.end - s.start;
+        let (first, last) = (base, base + len);
+        base = last;
+        if last <= lo || first >= hi {
+            continue;
+        }
+        out.push(Slice {
+            path: s.path.clone(),
+            start: s.start + (lo.max(first) - first),
+            end: s.start + (hi.min(last) - first),
+        });
+    }
+    out
 }
 
 /// Where a file source instance is, as stored in a checkpoint.
@@ -814,6 +897,43 @@ mod tests {
         (0..parallelism)
             .flat_map(|i| read_instance(src, i, parallelism, budget).unwrap().0)
             .collect()
+    }
+
+    /// A savepoint's positions, taken with 3 instances at different points (one not
+    /// started, one part way, one done), re-split over 1, 2 and 5 instances: every line is
+    /// read exactly once, before or after.
+    #[test]
+    fn a_rescaled_restore_reads_what_was_left_exactly_once() {
+        let (dir, mut expected) = text_dir();
+        expected.sort();
+        let src = FileSource::text_lines(dir.path());
+        let old = 3;
+        let mut before = Vec::new();
+        let mut positions = Vec::new();
+        for (i, budget) in [(0, 0), (1, 3), (2, usize::MAX)] {
+            let mut r = src.open(&ctx(i, old)).unwrap();
+            if budget > 0 {
+                loop {
+                    let n = before.len();
+                    let st = r.poll(budget.min(2), |x: String| before.push(x)).unwrap();
+                    if st == Poll::Done || before.len() - n == 0 || budget != usize::MAX {
+                        break;
+                    }
+                }
+            }
+            positions.push(r.position());
+        }
+        assert!(!before.is_empty());
+        for new in [1, 2, 5] {
+            let mut all = before.clone();
+            for i in 0..new {
+                let mut r = src.open(&ctx(i, new)).unwrap();
+                r.rescale(&positions).unwrap();
+                while r.poll(7, |x: String| all.push(x)).unwrap() != Poll::Done {}
+            }
+            all.sort();
+            assert_eq!(all, expected, "rescaled from {old} to {new}");
+        }
     }
 
     fn write(dir: &Path, name: &str, content: impl AsRef<[u8]>) -> PathBuf {

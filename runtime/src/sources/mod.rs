@@ -82,6 +82,16 @@ pub trait SourceReader: 'static {
             "this source cannot seek to a checkpointed position",
         ))
     }
+    /// Continue, before any `poll`, with this instance's share of what the instances of a
+    /// savepoint's run (another parallelism) had left: `positions[i]` is what old instance
+    /// `i`'s [`position`](Self::position) returned (`None`: it stored none). Sources that
+    /// cannot re-split their input refuse.
+    fn rescale(&mut self, positions: &[Option<Vec<u8>>]) -> Result<()> {
+        Err(crate::error::RuntimeError::user(format!(
+            "this source cannot change its parallelism when restoring a savepoint (it had {}); keep its parallelism, or start without the savepoint",
+            positions.len()
+        )))
+    }
 }
 
 /// What to do with an input record that cannot be decoded.
