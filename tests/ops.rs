@@ -172,10 +172,10 @@ fn cancel_with(addr: SocketAddr, token: &str) -> (u16, String) {
     request(addr, "POST", "/api/cancel", &[&auth])
 }
 
-fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+fn get_json(addr: SocketAddr, path: &str) -> weir::runtime::serde_json::Value {
     let (status, body) = request(addr, "GET", path, &[]);
     assert_eq!(status, 200, "GET {path}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    weir::runtime::serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }
 
 fn view(peers: Vec<(usize, SocketAddr)>, token: Option<&str>, cancel: Arc<AtomicBool>) -> JobView {
@@ -279,8 +279,8 @@ fn rest_api_refuses_without_the_token_and_answers_malformed_requests_with_json()
     let addr = server.addr();
     let error_of = |status: u16, body: &str, expected: u16| {
         assert_eq!(status, expected, "{body}");
-        let v: serde_json::Value =
-            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        let v: weir::runtime::serde_json::Value =
+            weir::runtime::serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
         assert_eq!(v["status"], expected);
         v["error"].as_str().unwrap().to_string()
     };

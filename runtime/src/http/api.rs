@@ -1,12 +1,11 @@
 //! The REST API of process 0 (JSON) and the dashboard page.
 
-use super::{error, AppState, JobStatus, JobView};
+use super::{error, AppState, JobStatus, JobView, Json};
 use crate::metrics::{parse_text, Sample};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::Json;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

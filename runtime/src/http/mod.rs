@@ -15,7 +15,7 @@ use crate::metrics::ProcessMetrics;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -87,6 +87,23 @@ impl Drop for Server {
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// A JSON answer. (axum's own `Json` needs its `json` feature, which turns on serde_json's
+/// `raw_value` for the whole build and so changes rustc's messages in the UI tests.)
+pub(crate) struct Json(pub(crate) serde_json::Value);
+
+impl IntoResponse for Json {
+    fn into_response(self) -> Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot encode the answer: {e}"),
+            )
+                .into_response(),
         }
     }
 }
