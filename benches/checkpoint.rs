@@ -85,6 +85,8 @@ fn full_checkpoint(dir: &std::path::Path) -> Duration {
         interval: Duration::from_secs(1),
         retained: 2,
         restore: false,
+        savepoint: None,
+        allow_non_restored_state: false,
     };
     let (ck, _) =
         Checkpoints::open(&cfg, Duration::from_secs(1), 0, "bench", 1, 128).expect("open");
@@ -127,6 +129,8 @@ fn main() {
                 interval: Duration::from_secs(1),
                 retained: 2,
                 restore: false,
+                savepoint: None,
+                allow_non_restored_state: false,
             };
             with = with.min(run(workers, Some(cfg)));
         }

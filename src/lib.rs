@@ -25,6 +25,30 @@ pub use weir_runtime::serde;
 mod build_info;
 pub use build_info::BUILD_INFO;
 
+/// User-defined metrics, served with the job's own on `/metrics` as `weir_user_<name>`:
+/// take a handle once (a `let` in the job function, a field of a process function) and
+/// update it per record.
+///
+/// ```no_run
+/// use weir::prelude::*;
+///
+/// #[weir::job(name = "evens")]
+/// fn pipeline(env: &mut Env) {
+///     let odd = weir::metrics::counter("odd_numbers");
+///     env.source(Generator::bounded(1000, |i| i))
+///         .filter(move |x| {
+///             if x % 2 == 1 {
+///                 odd.inc();
+///             }
+///             x % 2 == 0
+///         })
+///         .sink(DiscardSink::new());
+/// }
+/// ```
+pub mod metrics {
+    pub use weir_runtime::metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+}
+
 /// Everything a pipeline file needs.
 pub mod prelude {
     pub use weir_runtime::prelude::*;

@@ -73,10 +73,12 @@ fn pipeline(env: &mut Env) {
 #[test]
 fn a_slow_sink_holds_the_source_back() {
     let step = 500;
+    let metrics = weir::runtime::metrics::ProcessMetrics::new("flow", 0);
     let options = weir::runtime::worker::LocalOptions {
         epoch: Duration::from_millis(50),
         records_per_step: step,
         checkpoints: None,
+        metrics: Some(std::sync::Arc::clone(&metrics)),
     };
     let summary = weir::runtime::worker::run_local_with(pipeline(), 2, &[], options).unwrap();
     assert_eq!(summary.records_in, RECORDS);
@@ -86,6 +88,16 @@ fn a_slow_sink_holds_the_source_back() {
     assert!(
         max <= bound as u64,
         "{max} records were in flight at once; flow control allows about {bound} (without it, nearly all {RECORDS})"
+    );
+    // The time the source was held back shows in its metrics: most of the sink's 7.5 s.
+    let held: f64 = weir::runtime::metrics::parse_text(&metrics.encode())
+        .iter()
+        .filter(|s| s.name == "weir_task_back_pressured_time_seconds_total")
+        .map(|s| s.value)
+        .sum();
+    assert!(
+        (3.0..20.0).contains(&held),
+        "the source was held back for {held} s"
     );
 }
 

@@ -564,6 +564,8 @@ impl Shared {
             let Some((_, p)) = self.pending.pop_first() else {
                 break;
             };
+            let bytes = p.writer.bytes as u64;
+            crate::metrics::with_current(|m, _| m.checkpoint_written(c, bytes));
             let mut fields = self.fields.clone();
             fields.epoch = c;
             self.background.send(Job::Commit(p.writer, fields))?;
@@ -609,7 +611,10 @@ impl Shared {
             .send(Job::Promote(fresh.clone(), self.retained))?;
         self.completed = Some(target);
         if let Some(&c) = fresh.last() {
-            tracing::info!(checkpoint = c, "checkpoint complete");
+            // The metrics hook logs the one line per checkpoint and process.
+            if crate::metrics::with_current(|m, _| m.checkpoint_completed(c)).is_none() {
+                tracing::info!(checkpoint = c, "checkpoint complete");
+            }
         }
         for &c in &fresh {
             for commit in self.committers.iter_mut() {

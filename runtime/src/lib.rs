@@ -13,10 +13,13 @@ pub mod cli;
 pub mod cluster;
 pub mod data;
 pub mod error;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod job;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod key;
+pub mod metrics;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod process;
@@ -37,6 +40,10 @@ pub use weir_compiler::plan;
 /// Re-exported so that `#[weir::record]` types need no serde dependency of their own.
 #[doc(hidden)]
 pub use serde;
+/// Re-exported for tests of the REST API: a dev-dependency of `weir` would be an extern crate
+/// of the compile-error tests too, and change rustc's lists of candidate impls there.
+#[doc(hidden)]
+pub use serde_json;
 /// Re-exported for generated code.
 #[doc(hidden)]
 pub use timely;

@@ -85,6 +85,10 @@ pub struct Port<T: Data> {
     /// worker, so that the exchange delivers copy j to worker j. (Timely counts the items
     /// of a container to track progress: a distributor must not create copies itself.)
     peers: usize,
+    /// Markers buffered since the last flush (not records, for the metrics).
+    marks: usize,
+    /// Records shipped since the vertex last read the count (metrics).
+    sent: u64,
 }
 
 impl<T: Data> Port<T> {
@@ -96,6 +100,8 @@ impl<T: Data> Port<T> {
             out: None,
             own_watermarks: false,
             peers: 1,
+            marks: 0,
+            sent: 0,
         }
     }
     /// A port downstream of a watermark assigner in its chain: it carries the assigner's
@@ -127,6 +133,7 @@ impl<T: Data> Port<T> {
     }
     /// A marker, once per worker (see `peers`).
     fn push_msg(&mut self, m: Msg<T>) {
+        self.marks += self.peers;
         for _ in 1..self.peers {
             self.buf.push(m.clone());
         }
@@ -137,6 +144,10 @@ impl<T: Data> Port<T> {
     }
     fn flush<C: CapabilityTrait<Epoch>>(&mut self, cap: &C) {
         if let Some(out) = self.out.as_mut() {
+            // Counted once per flush, not per record.
+            let items = self.full.iter().map(Vec::len).sum::<usize>() + self.buf.len();
+            self.sent += items.saturating_sub(self.marks) as u64;
+            self.marks = 0;
             for mut c in self.full.drain(..) {
                 out.give(cap, &mut c);
             }
@@ -169,6 +180,8 @@ pub trait Ports: 'static {
     fn broadcast(&mut self, m: &Msg<()>);
     /// Number of outputs.
     fn count(&self) -> usize;
+    /// Records shipped on all outputs since the last call (for the metrics).
+    fn take_sent(&mut self) -> u64;
 }
 
 impl Ports for () {
@@ -177,6 +190,9 @@ impl Ports for () {
     fn flush<C: CapabilityTrait<Epoch>>(&mut self, _: &[C]) {}
     fn broadcast(&mut self, _: &Msg<()>) {}
     fn count(&self) -> usize {
+        0
+    }
+    fn take_sent(&mut self) -> u64 {
         0
     }
 }
@@ -218,6 +234,7 @@ macro_rules! ports_tuple {
                 }
             }
             fn count(&self) -> usize { $n }
+            fn take_sent(&mut self) -> u64 { 0 $(+ std::mem::take(&mut self.$i.sent))+ }
         }
     };
 }
@@ -649,6 +666,10 @@ where
     // Open the instance's reader and chain on the hosting worker only.
     let mut state = None;
     let source_instance = instance.unwrap_or(0);
+    let tm = match instance {
+        Some(i) => ctx.metrics.task(&vname, op_name, true, i),
+        None => crate::metrics::TaskMetrics::detached(),
+    };
     if let Some(i) = instance {
         let vctx = vertex_ctx(ctx, spec.id, i);
         let sctx = SourceContext {
@@ -665,13 +686,18 @@ where
                 constructor(&vctx).map(|l| (r, l, part))
             });
         match opened {
-            Ok(triple) => state = Some(triple),
+            Ok(triple) => {
+                ctx.metrics
+                    .source_opened(source.is_bounded(), triple.0.progress().1);
+                state = Some(triple);
+            }
             Err(e) => fail(&failure, e, &vname),
         }
     }
     let op_name = op_name.to_string();
     let base = ctx.epoch_base;
     let flow = std::rc::Rc::clone(&ctx.flow);
+    let metrics = std::sync::Arc::clone(&ctx.metrics);
     builder.build_reschedule(move |caps: Vec<Capability<Epoch>>| {
         let mut caps = if state.is_some() { Some(caps) } else { None };
         let mut reported = 0u64;
@@ -680,6 +706,8 @@ where
         // may still be in flight downstream (for flow control).
         let mut in_step = 0usize;
         let mut open_epochs: std::collections::VecDeque<Epoch> = Default::default();
+        // Since when flow control holds this instance back (metrics).
+        let mut held_since: Option<std::time::Instant> = None;
         move |_frontiers: &[MutableAntichain<Epoch>]| {
             let (Some(cs), Some((reader, logic, part))) = (caps.as_mut(), state.as_mut()) else { return false };
             if failure.failed() {
@@ -724,8 +752,17 @@ where
             if open_epochs.len() > flow.ahead as usize
                 || (in_step >= flow.records_per_step && open_epochs.back() == Some(&current))
             {
+                let now = std::time::Instant::now();
+                if let Some(t) = held_since {
+                    tm.backpressured.inc_by(now.duration_since(t).as_secs_f64());
+                }
+                held_since = Some(now);
                 activator.activate_after(std::time::Duration::from_millis(1));
                 return true;
+            }
+            let busy_from = std::time::Instant::now();
+            if let Some(t) = held_since.take() {
+                tm.backpressured.inc_by(busy_from.duration_since(t).as_secs_f64());
             }
             if open_epochs.back() != Some(&current) {
                 open_epochs.push_back(current);
@@ -742,6 +779,10 @@ where
                 }
             });
             stats.records_in.fetch_add(n, Ordering::Relaxed);
+            if n > 0 {
+                tm.op_records.inc_by(n);
+                metrics.source_read(n);
+            }
             in_step += n as usize;
             if err.is_none() {
                 if let Err(e) = logic(Event::Flush, &mut ports) {
@@ -749,6 +790,8 @@ where
                 }
             }
             ports.flush(cs);
+            tm.records_out.inc_by(ports.take_sent());
+            tm.busy.inc_by(busy_from.elapsed().as_secs_f64());
             let polled = match (polled, err) {
                 (Err(e), _) | (_, Some(e)) => {
                     fail(&failure, e.in_operator(op_name.clone()), &op_name);
@@ -777,6 +820,7 @@ where
                             None => Ok(()),
                         });
                     ports.flush(cs);
+                    tm.records_out.inc_by(ports.take_sent());
                     if let Err(e) = r {
                         fail(&failure, e, &op_name);
                     }
@@ -872,6 +916,14 @@ where
     let streams = ports.attach(&mut builder, ctx.peers);
     let instance = ctx.instance(spec.id);
     let mut state = None;
+    let tm = match instance {
+        Some(i) => {
+            let v = &ctx.physical.vertices[spec.id];
+            let head = v.operators.first().map_or(vname.as_str(), String::as_str);
+            ctx.metrics.task(&vname, head, false, i)
+        }
+        None => crate::metrics::TaskMetrics::detached(),
+    };
     if let Some(i) = instance {
         match constructor(&vertex_ctx(ctx, spec.id, i)) {
             Ok(l) => state = Some((l, i)),
@@ -921,6 +973,8 @@ where
                 .iter()
                 .filter_map(|f| f.frontier().iter().min().copied())
                 .min();
+            let busy_from = std::time::Instant::now();
+            let mut tally = Tally::default();
             let mut result: Result<()> = Ok(());
             // Which epochs are complete: everything below the input frontier.
             let done = match frontier_min {
@@ -951,6 +1005,7 @@ where
                         port,
                         &mut data,
                         &mut result,
+                        &mut tally,
                     );
                 }
                 if result.is_ok() {
@@ -987,6 +1042,7 @@ where
                         port,
                         data,
                         &mut result,
+                        &mut tally,
                     );
                     if result.is_ok() {
                         result = logic(Event::Flush, &mut ports);
@@ -1021,6 +1077,7 @@ where
                     ports.flush(&caps);
                 }
             }
+            tally.record(&tm, ports.take_sent(), busy_from);
             if let Err(e) = result {
                 fail(&failure, e, &vname);
             }
@@ -1029,10 +1086,34 @@ where
     streams
 }
 
+/// What one activation of a vertex instance did, added to its metrics at the end.
+#[derive(Default)]
+struct Tally {
+    records: u64,
+    watermark: Option<EventTime>,
+}
+
+impl Tally {
+    fn record(&self, tm: &crate::metrics::TaskMetrics, sent: u64, busy_from: std::time::Instant) {
+        if self.records > 0 {
+            tm.records_in.inc_by(self.records);
+            tm.op_records.inc_by(self.records);
+        }
+        if sent > 0 {
+            tm.records_out.inc_by(sent);
+        }
+        if let Some(wm) = self.watermark {
+            tm.watermark.set(wm);
+        }
+        tm.busy.inc_by(busy_from.elapsed().as_secs_f64());
+    }
+}
+
 /// Run one input container through a vertex's chain: records to the chain, watermarks and
 /// idleness markers to the tracker (and the chain and outputs when the input watermark
 /// moves). Used for fresh and for stashed input.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn feed<I, P: Ports, L: FnMut(Event<I>, &mut P) -> Result<()>>(
     logic: &mut L,
     ports: &mut P,
@@ -1041,7 +1122,10 @@ fn feed<I, P: Ports, L: FnMut(Event<I>, &mut P) -> Result<()>>(
     port: usize,
     data: &mut Vec<Msg<I>>,
     result: &mut Result<()>,
+    tally: &mut Tally,
 ) {
+    let mut marks = 0u64;
+    let items = data.len() as u64;
     for m in data.drain(..) {
         match m {
             Msg::Rec(ts, r) => {
@@ -1050,7 +1134,11 @@ fn feed<I, P: Ports, L: FnMut(Event<I>, &mut P) -> Result<()>>(
                 }
             }
             other => {
+                marks += 1;
                 if let Some(w) = tracker.observe(port, &other) {
+                    if let Msg::Watermark { wm, .. } = &w {
+                        tally.watermark = Some(*wm);
+                    }
                     if let (Msg::Watermark { wm, .. }, true) = (&w, result.is_ok()) {
                         *result = logic(Event::Watermark(*wm), ports);
                     }
@@ -1059,6 +1147,7 @@ fn feed<I, P: Ports, L: FnMut(Event<I>, &mut P) -> Result<()>>(
             }
         }
     }
+    tally.records += items - marks;
 }
 
 // ---------------------------------------------------------------------------------------

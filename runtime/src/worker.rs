@@ -3,6 +3,7 @@
 use crate::checkpoint::{CheckpointConfig, Checkpoints};
 use crate::error::{Result, RuntimeError};
 use crate::job::{Env, Job};
+use crate::metrics::ProcessMetrics;
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,14 @@ pub struct RunConfig {
     /// Records a source instance reads into one epoch before it takes a step to the next
     /// (see [`Epoch`](crate::data::Epoch)).
     pub records_per_step: usize,
+    /// This process's metrics (what `/metrics` serves).
+    pub metrics: Arc<ProcessMetrics>,
+    /// Set from outside (the REST API's cancel) to stop the workers.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
+
+/// The error a cancelled run ends with.
+pub const CANCELLED: &str = "the job was cancelled (POST /api/cancel)";
 
 /// Default for [`RunConfig::max_epochs_ahead`].
 pub const MAX_EPOCHS_AHEAD: u64 = 4;
@@ -126,6 +134,8 @@ pub struct WorkerCtx {
     pub epoch_base: u64,
     /// Flow control between this worker's sources and the job's slowest vertex.
     pub flow: std::rc::Rc<FlowControl>,
+    /// This process's metrics.
+    pub metrics: Arc<ProcessMetrics>,
 }
 
 /// Process-wide counters summed over workers.
@@ -166,6 +176,8 @@ pub fn run(
     let max_ahead = cfg.max_epochs_ahead;
     let records_per_step = cfg.records_per_step;
     let fingerprint = job.plan.fingerprint();
+    let metrics = cfg.metrics;
+    let cancel = cfg.cancel;
     let (f2, s2) = (Arc::clone(&failure), Arc::clone(&stats));
     let guards = timely::execute::execute_from(
         builders,
@@ -173,6 +185,7 @@ pub fn run(
         timely::WorkerConfig::default(),
         move |worker| {
             let index = worker.index();
+            crate::metrics::set_current(Arc::clone(&metrics), index);
             let checkpoints = match &ck_cfg {
                 None => Checkpoints::off(),
                 Some(c) => match open_checkpoints(worker, c, epoch, &physical, fingerprint, &f2) {
@@ -201,6 +214,7 @@ pub fn run(
                     ahead: max_ahead,
                     records_per_step,
                 }),
+                metrics: Arc::clone(&metrics),
             };
             let build = job.build;
             worker.dataflow::<crate::data::Epoch, _, _>(|scope| {
@@ -211,6 +225,9 @@ pub fn run(
             });
             ctx.checkpoints.seal();
             while worker.step_or_park(Some(Duration::from_millis(20))) {
+                if cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+                    ctx.failure.fail(RuntimeError::user(CANCELLED));
+                }
                 if ctx.failure.failed() {
                     break;
                 }
@@ -305,6 +322,7 @@ fn acknowledge<'s>(scope: timely::dataflow::Scope<'s, crate::data::Epoch>, ctx: 
             let mut cap = Some(cap);
             move |_output| {
                 if let Some(e) = ck.background_error() {
+                    crate::metrics::with_current(|m, _| m.checkpoint_failed());
                     tracing::error!(error = %e, "cannot write a checkpoint");
                     failure.fail(e);
                 }
@@ -353,6 +371,8 @@ pub struct LocalOptions {
     pub records_per_step: usize,
     /// Checkpoints, if the run takes them.
     pub checkpoints: Option<CheckpointConfig>,
+    /// Where the run's metrics go (a fresh registry when `None`).
+    pub metrics: Option<Arc<ProcessMetrics>>,
 }
 
 impl Default for LocalOptions {
@@ -361,6 +381,7 @@ impl Default for LocalOptions {
             epoch: Duration::from_millis(50),
             records_per_step: RECORDS_PER_STEP,
             checkpoints: None,
+            metrics: None,
         }
     }
 }
@@ -387,6 +408,9 @@ pub fn run_local_with(
     let (builders, others) = timely::CommunicationConfig::Process(workers)
         .try_build()
         .map_err(RuntimeError::external)?;
+    let metrics = options
+        .metrics
+        .unwrap_or_else(|| ProcessMetrics::new(&job.plan.name, 0));
     run(
         Arc::new(job),
         RunConfig {
@@ -396,6 +420,8 @@ pub fn run_local_with(
             checkpoints: options.checkpoints,
             max_epochs_ahead: MAX_EPOCHS_AHEAD,
             records_per_step: options.records_per_step,
+            metrics,
+            cancel: None,
         },
         builders,
         others,
@@ -463,6 +489,8 @@ pub fn run_cluster_local(
                 checkpoints: None,
                 max_epochs_ahead: MAX_EPOCHS_AHEAD,
                 records_per_step: RECORDS_PER_STEP,
+                metrics: ProcessMetrics::new(&plan.name, me),
+                cancel: None,
             };
             std::thread::spawn(move || -> Result<RunSummary> {
                 let sockets = connect_all(&mesh, listener, Duration::from_secs(30))?;

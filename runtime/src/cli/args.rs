@@ -71,6 +71,26 @@ pub struct RunArgs {
     /// Format of the log lines on stderr (level: RUST_LOG, default info).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Serve `/metrics` on this port (process K of a cluster: PORT+K); process 0 also serves
+    /// the REST API and the dashboard. 0 turns the server off [default: 8081, and a busy
+    /// default port only logs a warning].
+    #[arg(long, value_name = "PORT", help_heading = "Monitoring")]
+    pub http_port: Option<u16>,
+    /// Serve no HTTP at all (as --http-port 0).
+    #[arg(long, conflicts_with = "http_port", help_heading = "Monitoring")]
+    pub no_http: bool,
+    /// The address the HTTP server binds (0.0.0.0: every interface).
+    #[arg(
+        long,
+        value_name = "IP",
+        default_value = "127.0.0.1",
+        help_heading = "Monitoring"
+    )]
+    pub http_bind: std::net::IpAddr,
+    /// The token that mutating REST requests (POST /api/cancel) must send as
+    /// `Authorization: Bearer TOKEN` (or set WEIR_HTTP_TOKEN); without one they are refused.
+    #[arg(long, value_name = "TOKEN", help_heading = "Monitoring")]
+    pub http_token: Option<String>,
     /// Run as one node of a cluster: the file lists one IP:PORT per node.
     #[arg(long, value_name = "FILE", requires = "node", help_heading = "Cluster")]
     pub hosts: Option<PathBuf>,
@@ -386,6 +406,42 @@ mod tests {
             (50, LogFormat::Text, None)
         );
         assert!(r.args.is_empty());
+        // Monitoring: the default port, loopback only, no token.
+        assert_eq!(
+            (
+                r.http_port,
+                r.no_http,
+                r.http_bind.to_string(),
+                r.http_token
+            ),
+            (None, false, "127.0.0.1".to_string(), None)
+        );
+    }
+
+    #[test]
+    fn run_monitoring_flags() {
+        let Command::Run(r) =
+            ok("wc run --workers 1 --http-port 9100 --http-bind 0.0.0.0 --http-token abc").command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(
+            (
+                r.http_port,
+                r.http_bind.to_string(),
+                r.http_token.as_deref()
+            ),
+            (Some(9100), "0.0.0.0".to_string(), Some("abc"))
+        );
+        let Command::Run(r) = ok("wc run --workers 1 --no-http").command else {
+            panic!("not run")
+        };
+        assert!(r.no_http);
+        assert!(
+            err_line("wc run --workers 1 --no-http --http-port 1").contains("cannot be used with")
+        );
+        assert!(err_line("wc run --workers 1 --http-bind localhost")
+            .starts_with("error: invalid value 'localhost' for '--http-bind <IP>'"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Log lines on stderr (never stdout: that is the job's output), tagged with job and process.
 //!
-//! Text: `2025-01-01T12:00:00.000000Z  INFO job{name=wordcount process=1}: target: message k=v`.
-//! JSON, one object a line: `{"timestamp", "level", "job", "process" (or "launcher_node"),
-//! "target", "message", "fields": {...}, "spans": [...]}`. Level from `RUST_LOG`, default
+//! Text: `2025-01-01T12:00:00.000000Z  INFO job{name=wordcount process=1 worker=2}: target:
+//! message k=v`. JSON, one object a line: `{"timestamp", "level", "job", "process" (or
+//! "launcher_node"), "worker" (on worker threads), "target", "message", "fields": {...},
+//! "spans": [...]}`. Level from `RUST_LOG`, default
 //! `info`. The job and process are written by the formatter, so lines logged on timely's
 //! worker threads carry them too.
 
@@ -32,6 +33,10 @@ pub enum Role {
 
 /// Whether a subscriber of ours is installed (the panic hook falls back to stderr if not).
 static READY: AtomicBool = AtomicBool::new(false);
+
+/// Whether `run` draws a progress line on the terminal: text lines then clear it first (it
+/// is drawn again at its next update).
+pub static PROGRESS_LINE: AtomicBool = AtomicBool::new(false);
 
 /// Install the global subscriber (once; later calls are no-ops).
 pub fn init(format: LogFormat, job: &str, role: Role) {
@@ -75,7 +80,10 @@ struct Tag {
 impl fmt::Display for Tag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.role {
-            Role::Process(p) => write!(f, "job{{name={} process={p}}}", self.job),
+            Role::Process(p) => match crate::metrics::current_worker() {
+                Some(w) => write!(f, "job{{name={} process={p} worker={w}}}", self.job),
+                None => write!(f, "job{{name={} process={p}}}", self.job),
+            },
             Role::Launcher { node } => write!(f, "launcher{{name={} node={node}}}", self.job),
         }
     }
@@ -108,6 +116,9 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
+        if PROGRESS_LINE.load(Ordering::Relaxed) {
+            w.write_str("\r\x1b[2K")?;
+        }
         if w.has_ansi_escapes() {
             w.write_str("\x1b[2m")?;
             SystemTime.format_time(&mut w)?;
@@ -197,7 +208,12 @@ where
             ("job", self.tag.job.clone().into()),
         ];
         match self.tag.role {
-            Role::Process(p) => obj.push(("process", p.into())),
+            Role::Process(p) => {
+                obj.push(("process", p.into()));
+                if let Some(w) = crate::metrics::current_worker() {
+                    obj.push(("worker", w.into()));
+                }
+            }
             Role::Launcher { node } => obj.push(("launcher_node", node.into())),
         };
         obj.push(("target", meta.target().into()));
@@ -374,6 +390,29 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(v["process"], 0);
         assert!(v.get("fields").is_none());
+    }
+
+    #[test]
+    fn lines_of_worker_threads_carry_the_worker() {
+        let out = std::thread::spawn(|| {
+            crate::metrics::set_current(crate::metrics::ProcessMetrics::new("wordcount", 1), 5);
+            let text = capture(LogFormat::Text, Role::Process(1), || tracing::info!("hi"));
+            let json = capture(LogFormat::Json, Role::Process(1), || tracing::info!("hi"));
+            (text, json)
+        })
+        .join()
+        .unwrap();
+        assert!(
+            out.0
+                .contains(" INFO job{name=wordcount process=1 worker=5}: "),
+            "{}",
+            out.0
+        );
+        let v: serde_json::Value = serde_json::from_str(out.1.trim()).unwrap();
+        assert_eq!(
+            (v["process"].as_u64(), v["worker"].as_u64()),
+            (Some(1), Some(5))
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::cluster::net::{self, Mesh, Networked};
 use crate::cluster::{count, describe_shape, Hosts, ProcessAddr};
 use crate::error::RuntimeError;
 use crate::job::{Env, Job};
+use crate::metrics::ProcessMetrics;
 use crate::worker::{self, RunConfig};
 use std::ffi::OsString;
 use std::io::Write;
@@ -16,6 +17,60 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_compiler::plan::{resolve, ClusterShape, PhysicalPlan};
+
+/// The `/metrics` port of process 0 unless `--http-port` says otherwise; process K uses
+/// this port + K.
+pub const DEFAULT_HTTP_PORT: u16 = 8081;
+/// Environment variable holding the REST API's token (as `--http-token`).
+pub const ENV_HTTP_TOKEN: &str = "WEIR_HTTP_TOKEN";
+
+/// Where this process serves HTTP and where the others do (process 0 reads their metrics).
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+struct Monitoring {
+    process: usize,
+    /// Every process's `/metrics` address, by global index (`None`: HTTP is off).
+    addrs: Option<Vec<(usize, std::net::SocketAddr)>>,
+    /// Whether the job runs as this process alone, without a launcher (then it can be
+    /// cancelled).
+    alone: bool,
+}
+
+impl Monitoring {
+    /// `processes`: (global index, node, the process's own address) of every process.
+    fn new(
+        a: &RunArgs,
+        me: usize,
+        my_node: usize,
+        processes: &[(usize, usize, std::net::IpAddr)],
+    ) -> Self {
+        let base = if a.no_http {
+            0
+        } else {
+            a.http_port.unwrap_or(DEFAULT_HTTP_PORT)
+        };
+        let addrs = (base != 0).then(|| {
+            processes
+                .iter()
+                .filter_map(|&(k, node, ip)| {
+                    let port = u16::try_from(usize::from(base) + k).ok()?;
+                    // Same node: where it binds; another node: its address in the hosts file.
+                    let ip = match (node == my_node, a.http_bind.is_unspecified()) {
+                        (true, true) => std::net::IpAddr::from([127, 0, 0, 1]),
+                        (true, false) => a.http_bind,
+                        (false, _) => ip,
+                    };
+                    Some((k, std::net::SocketAddr::new(ip, port)))
+                })
+                .collect()
+        });
+        Monitoring {
+            process: me,
+            addrs,
+            // A launcher would restart a process that stopped on a cancel.
+            alone: processes.len() == 1 && a.hosts.is_none(),
+        }
+    }
+}
 
 fn plan_error(e: weir_compiler::plan::PlanError) -> CliError {
     CliError::usage(e.to_string())
@@ -81,6 +136,8 @@ pub(super) fn run_single(job: Job, a: &RunArgs) -> Result<u8, CliError> {
         .map_err(|e| CliError::failed(format!("cannot start the workers: {e}")))?;
     let ck = checkpoint_config(&job, a);
     prepare_savepoint_start(ck.as_ref(), a, 0..a.workers)?;
+    let metrics = ProcessMetrics::new(&job.plan.name, 0);
+    let mon = Monitoring::new(a, 0, 0, &[(0, 0, std::net::IpAddr::from([127, 0, 0, 1]))]);
     let code = execute(
         job,
         physical,
@@ -88,6 +145,8 @@ pub(super) fn run_single(job: Job, a: &RunArgs) -> Result<u8, CliError> {
         Duration::from_millis(a.epoch_ms),
         comm,
         ck.clone(),
+        metrics,
+        (a, mon),
     )?;
     // A finished job keeps no checkpoints (Flink discards them when a job finishes).
     if let Some(ck) = ck {
@@ -183,6 +242,14 @@ pub fn child_args(a: &RunArgs, process: usize) -> Vec<OsString> {
     v.push(format!("--restart-delay={}ms", a.restart_delay).into());
     v.push(format!("--restart-strategy={}", a.restart_strategy.as_str()).into());
     v.push(format!("--failure-rate-interval={}ms", a.failure_rate_interval).into());
+    match (a.no_http, a.http_port) {
+        (true, _) => v.push("--no-http".into()),
+        (false, Some(p)) => v.push(format!("--http-port={p}").into()),
+        (false, None) => {}
+    }
+    v.push(format!("--http-bind={}", a.http_bind).into());
+    // The token goes to the processes through the environment (see `run_launcher`), not
+    // their command line, which every user of the machine can read.
     v
 }
 
@@ -269,11 +336,20 @@ pub(super) fn run_launcher(job: &Job, a: &RunArgs) -> Result<u8, CliError> {
             "cannot find this program's path to start its processes: {e}"
         ))
     })?;
-    let specs = || -> Vec<ChildSpec> {
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let specs = |attempt: u32| -> Vec<ChildSpec> {
         mine.iter()
             .map(|pa| {
                 let mut command = Command::new(&exe);
                 command.args(child_args(a, pa.process));
+                // Uptime and restarts of the job, for the processes' metrics.
+                command.env(crate::metrics::ENV_JOB_STARTED, started_ms.to_string());
+                command.env(crate::metrics::ENV_RESTARTS, attempt.to_string());
+                if let Some(t) = &a.http_token {
+                    command.env(ENV_HTTP_TOKEN, t);
+                }
                 ChildSpec {
                     process: pa.process,
                     node: pa.node,
@@ -312,7 +388,11 @@ pub(super) fn run_launcher(job: &Job, a: &RunArgs) -> Result<u8, CliError> {
         Duration::from_millis(a.failure_rate_interval),
     );
     loop {
-        let outcome = launcher::supervise(specs(), &Supervision::default(), &launcher::take_signal);
+        let outcome = launcher::supervise(
+            specs(attempt),
+            &Supervision::default(),
+            &launcher::take_signal,
+        );
         match outcome {
             Ok(Outcome::Failed { .. }) if policy.restart(Instant::now()) => {
                 attempt += 1;
@@ -461,7 +541,7 @@ pub(super) fn run_process(job: Job, p: &ProcessArgs) -> Result<u8, CliError> {
             job: job.plan.name.clone(),
             fingerprint: job.plan.fingerprint(),
             shape,
-            processes: s.processes,
+            processes: s.processes.clone(),
             me: p.process,
         };
         tracing::info!(
@@ -473,6 +553,13 @@ pub(super) fn run_process(job: Job, p: &ProcessArgs) -> Result<u8, CliError> {
         net::start_networking(sockets, p.process, a.workers)?
     };
     let ck = checkpoint_config(&job, a);
+    let metrics = ProcessMetrics::new(&job.plan.name, p.process);
+    let all: Vec<(usize, usize, std::net::IpAddr)> = s
+        .processes
+        .iter()
+        .map(|pa| (pa.process, pa.node, pa.addr.ip()))
+        .collect();
+    let mon = Monitoring::new(a, p.process, me.node, &all);
     execute(
         job,
         s.physical,
@@ -480,10 +567,185 @@ pub(super) fn run_process(job: Job, p: &ProcessArgs) -> Result<u8, CliError> {
         Duration::from_millis(a.epoch_ms),
         comm,
         ck,
+        metrics,
+        (a, mon),
     )
 }
 
+/// A line on an interactive terminal showing how far the bounded sources are (`run` of one
+/// process with text logs on a terminal), redrawn twice a second, cleared at the end.
+struct ProgressLine {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProgressLine {
+    fn start(metrics: Arc<ProcessMetrics>, a: &RunArgs) -> Option<Self> {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() || a.log_format != super::args::LogFormat::Text {
+            return None;
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = Arc::clone(&stop);
+        logging::PROGRESS_LINE.store(true, std::sync::atomic::Ordering::Relaxed);
+        let thread = std::thread::Builder::new()
+            .name("weir-progress".into())
+            .spawn(move || {
+                let started = Instant::now();
+                // (time, records read) half a second apart, for the rate over the last 2 s.
+                let mut window: std::collections::VecDeque<(Instant, u64)> = Default::default();
+                while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(500));
+                    let p = metrics.progress();
+                    if !p.bounded {
+                        continue;
+                    }
+                    let now = Instant::now();
+                    window.push_back((now, p.read));
+                    while window.len() > 5 {
+                        window.pop_front();
+                    }
+                    let rate = match (window.front(), window.back()) {
+                        (Some(&(t0, r0)), Some(&(t1, r1))) if t1 > t0 => {
+                            (r1 - r0) as f64 / (t1 - t0).as_secs_f64()
+                        }
+                        _ => 0.0,
+                    };
+                    let line = progress_line(p.read, p.total, rate, started.elapsed());
+                    let _ = write!(std::io::stderr().lock(), "\r\x1b[2K{line}");
+                }
+                let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+                logging::PROGRESS_LINE.store(false, std::sync::atomic::Ordering::Relaxed);
+            })
+            .ok()?;
+        Some(ProgressLine {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ProgressLine {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A count for people: 1234 → `1234`, 12345 → `12.3 k`, 1234567 → `1.23 M`.
+fn human(n: f64) -> String {
+    match n {
+        n if n >= 1e9 => format!("{:.2} G", n / 1e9),
+        n if n >= 1e6 => format!("{:.2} M", n / 1e6),
+        n if n >= 1e4 => format!("{:.1} k", n / 1e3),
+        n => format!("{n:.0}"),
+    }
+}
+
+/// The progress line: records read (of the total), rate, and the time left when the total
+/// is known.
+fn progress_line(read: u64, total: Option<u64>, rate: f64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs();
+    let t = format!("{}:{:02}", secs / 60, secs % 60);
+    match total {
+        Some(total) if total > 0 => {
+            let pct = (read as f64 / total as f64 * 100.0).min(100.0);
+            let eta = if rate > 0.0 {
+                let left = (total.saturating_sub(read) as f64 / rate).ceil() as u64;
+                format!("{}:{:02} left", left / 60, left % 60)
+            } else {
+                "time left unknown".to_string()
+            };
+            format!(
+                "{t} {} of {} records read ({pct:.0} %), {}/s, {eta}",
+                human(read as f64),
+                human(total as f64),
+                human(rate)
+            )
+        }
+        _ => format!("{t} {} records read, {}/s", human(read as f64), human(rate)),
+    }
+}
+
+/// Start the HTTP server of this process, if it serves one: a busy default port only
+/// warns, a port the user chose is an error.
+#[cfg(feature = "http")]
+fn start_http(
+    job: &Job,
+    physical: &PhysicalPlan,
+    a: &RunArgs,
+    mon: &Monitoring,
+    metrics: &Arc<ProcessMetrics>,
+    checkpoints: Option<&CheckpointConfig>,
+    control: &Control,
+) -> Result<Option<crate::http::Server>, CliError> {
+    use crate::http::JobView;
+    let Some(addrs) = &mon.addrs else {
+        return Ok(None);
+    };
+    let Some(port) = addrs
+        .iter()
+        .find(|(k, _)| *k == mon.process)
+        .map(|(_, s)| s.port())
+    else {
+        return Err(CliError::usage(format!(
+            "--http-port {} + process {} is past port 65535: choose a lower --http-port",
+            a.http_port.unwrap_or(DEFAULT_HTTP_PORT),
+            mon.process
+        )));
+    };
+    let view = (mon.process == 0).then(|| JobView {
+        plan: job.plan.clone(),
+        physical: physical.clone(),
+        peers: addrs.iter().filter(|(k, _)| *k != 0).copied().collect(),
+        token: a
+            .http_token
+            .clone()
+            .or_else(|| std::env::var(ENV_HTTP_TOKEN).ok())
+            .filter(|t| !t.is_empty()),
+        cancel: mon.alone.then(|| Arc::clone(&control.cancel)),
+        status: Arc::clone(&control.status),
+        checkpoint_interval_ms: checkpoints.map(|c| c.interval.as_millis() as u64),
+    });
+    let addr = std::net::SocketAddr::new(a.http_bind, port);
+    let serves_api = view.is_some();
+    match crate::http::start(addr, Arc::clone(metrics), view) {
+        Ok(server) => {
+            if serves_api {
+                tracing::info!(
+                    "dashboard on http://{}/ (REST API under /api, metrics on /metrics)",
+                    server.addr()
+                );
+            } else {
+                tracing::info!("metrics on http://{}/metrics", server.addr());
+            }
+            Ok(Some(server))
+        }
+        Err(e) if a.http_port.is_none() => {
+            tracing::warn!(
+                "cannot serve metrics on {addr} ({e}); the job runs without them: choose a port with --http-port, or --no-http"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(CliError::usage(format!(
+            "cannot serve HTTP on {addr} (--http-port): {e}; choose another port, or --no-http"
+        ))),
+    }
+}
+
+/// What the REST API shares with the run: the cancel flag and the job's state.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+#[derive(Default)]
+struct Control {
+    cancel: Arc<std::sync::atomic::AtomicBool>,
+    #[cfg(feature = "http")]
+    status: Arc<std::sync::Mutex<crate::http::JobStatus>>,
+}
+
 /// Run the workers of this process to the end and log the summary.
+#[allow(clippy::too_many_arguments)]
 fn execute(
     job: Job,
     physical: PhysicalPlan,
@@ -491,8 +753,25 @@ fn execute(
     epoch: Duration,
     (builders, others): Networked,
     checkpoints: Option<CheckpointConfig>,
+    metrics: Arc<ProcessMetrics>,
+    (a, mon): (&RunArgs, Monitoring),
 ) -> Result<u8, CliError> {
     let started = Instant::now();
+    let control = Control::default();
+    #[cfg(feature = "http")]
+    let server = start_http(
+        &job,
+        &physical,
+        a,
+        &mon,
+        &metrics,
+        checkpoints.as_ref(),
+        &control,
+    )?;
+    #[cfg(not(feature = "http"))]
+    if mon.addrs.is_some() && a.http_port.is_some() {
+        tracing::warn!("this job was built without weir's `http` feature: --http-port is ignored");
+    }
     tracing::info!(
         "running {} with {} in this process; the job has {} in {} of {} slots",
         count(physical.vertices.len(), "vertex", "vertices"),
@@ -501,6 +780,12 @@ fn execute(
         physical.slots_needed,
         physical.cluster.slots()
     );
+    // The progress line of a run without launcher (whose stderr is the user's terminal).
+    let progress = if a.hosts.is_none() {
+        ProgressLine::start(Arc::clone(&metrics), a)
+    } else {
+        None
+    };
     let cfg = RunConfig {
         physical,
         env,
@@ -508,19 +793,41 @@ fn execute(
         checkpoints,
         max_epochs_ahead: worker::MAX_EPOCHS_AHEAD,
         records_per_step: worker::RECORDS_PER_STEP,
+        metrics,
+        cancel: Some(Arc::clone(&control.cancel)),
     };
     let job = Arc::new(job);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         worker::run(job, cfg, builders, others)
     }));
+    drop(progress);
+    let cancelled = control.cancel.load(std::sync::atomic::Ordering::SeqCst);
+    #[cfg(feature = "http")]
+    {
+        use crate::http::JobStatus;
+        if let Ok(mut st) = control.status.lock() {
+            *st = match &result {
+                _ if cancelled => JobStatus::Canceled,
+                Ok(Ok(_)) => JobStatus::Finished,
+                _ => JobStatus::Failed,
+            };
+        }
+        drop(server);
+    }
+    if cancelled {
+        tracing::warn!("cancelled after {:.1?}", started.elapsed());
+        return Err(CliError::failed(worker::CANCELLED));
+    }
     match result {
         Ok(Ok(summary)) => {
             let took = started.elapsed();
+            let rate = summary.records_in as f64 / took.as_secs_f64().max(1e-9);
             tracing::info!(
                 records_in = summary.records_in,
                 bad_records = summary.bad_records,
-                "finished in {took:.1?}: {} records read, {} bad records",
+                "finished in {took:.1?}: {} records read ({}/s), {} bad records",
                 summary.records_in,
+                human(rate),
                 summary.bad_records
             );
             Ok(0)
@@ -590,6 +897,12 @@ mod tests {
             "9",
             "--plan-out",
             "p.json",
+            "--http-port",
+            "9000",
+            "--http-bind",
+            "0.0.0.0",
+            "--http-token",
+            "secret",
         ]
         .into_iter()
         .map(OsString::from)
@@ -605,12 +918,84 @@ mod tests {
             panic!("not __process")
         };
         assert_eq!(p.process, 3);
+        // The token reaches the processes through their environment, not their command line.
+        assert!(!child.iter().any(|a| a.to_string_lossy().contains("secret")));
         assert_eq!(
             p.run,
             RunArgs {
                 plan_out: None,
+                http_token: None,
                 ..run.clone()
             }
+        );
+    }
+
+    #[test]
+    fn process_k_serves_http_on_port_plus_k_and_process_0_reads_the_others_there() {
+        let argv =
+            |s: &str| -> Vec<OsString> { s.split_whitespace().map(OsString::from).collect() };
+        let run = |s: &str| match parse("wc", "0", &argv(s)).unwrap().command {
+            Sub::Run(r) => r,
+            _ => panic!("not run"),
+        };
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let procs = [
+            (0, 0, ip("10.0.0.1")),
+            (1, 0, ip("10.0.0.1")),
+            (2, 1, ip("10.0.0.2")),
+        ];
+        let shown = |m: &Monitoring| -> Vec<String> {
+            let addrs = m.addrs.as_deref().unwrap_or_default();
+            addrs.iter().map(|(_, a)| a.to_string()).collect()
+        };
+        let m = Monitoring::new(&run("wc run --workers 1"), 0, 0, &procs);
+        let addrs = shown(&m);
+        // Loopback on this node; another node at its hosts-file address.
+        assert_eq!(addrs, ["127.0.0.1:8081", "127.0.0.1:8082", "10.0.0.2:8083"]);
+        let m = Monitoring::new(
+            &run("wc run --workers 1 --http-port 9000 --http-bind 0.0.0.0"),
+            2,
+            1,
+            &procs,
+        );
+        let addrs = shown(&m);
+        assert_eq!(addrs, ["10.0.0.1:9000", "10.0.0.1:9001", "127.0.0.1:9002"]);
+        assert!(!m.alone);
+        let one = [(0, 0, ip("10.0.0.1"))];
+        assert!(Monitoring::new(&run("wc run --workers 1"), 0, 0, &one).alone);
+        let child = run("wc run --workers 1 --hosts h.txt --node 0");
+        assert!(
+            !Monitoring::new(&child, 0, 0, &one).alone,
+            "launched: no cancel"
+        );
+        assert!(
+            Monitoring::new(&run("wc run --workers 1 --no-http"), 0, 0, &procs)
+                .addrs
+                .is_none()
+        );
+        assert!(
+            Monitoring::new(&run("wc run --workers 1 --http-port 0"), 0, 0, &procs)
+                .addrs
+                .is_none()
+        );
+        let m = Monitoring::new(&run("wc run --workers 1 --http-port 65535"), 0, 0, &procs);
+        assert_eq!(m.addrs.unwrap().len(), 1, "ports past 65535 are left out");
+    }
+
+    #[test]
+    fn progress_lines_show_the_share_the_rate_and_the_time_left() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            progress_line(500_000, Some(2_000_000), 100_000.0, s(5)),
+            "0:05 500.0 k of 2.00 M records read (25 %), 100.0 k/s, 0:15 left"
+        );
+        assert_eq!(
+            progress_line(12, Some(100), 0.0, s(61)),
+            "1:01 12 of 100 records read (12 %), 0/s, time left unknown"
+        );
+        assert_eq!(
+            progress_line(1_500, None, 300.0, s(1)),
+            "0:01 1500 records read, 300/s"
         );
     }
 
