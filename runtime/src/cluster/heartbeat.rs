@@ -343,13 +343,11 @@ impl Heartbeats {
         let me32 = u32::try_from(me)
             .map_err(|_| RuntimeError::user(format!("node {me} is out of range")))?;
         let thread = {
-            let (tracker, stop, socket, peers) =
-                (tracker.clone(), stop.clone(), socket.clone(), peers.clone());
             let run = Loop {
-                tracker,
-                stop,
-                socket,
-                peers,
+                tracker: Arc::clone(&tracker),
+                stop: Arc::clone(&stop),
+                socket: Arc::clone(&socket),
+                peers: peers.clone(),
                 addrs,
                 fingerprint,
                 me: me32,
@@ -526,6 +524,16 @@ mod tests {
         Duration::from_secs(s)
     }
 
+    /// Two nodes' trackers at generation 0 that heard each other at the returned instant.
+    fn two_running_nodes() -> (Instant, Tracker, Tracker) {
+        let t0 = Instant::now();
+        let mut a = Tracker::new(0, addrs(2), secs(10));
+        let mut b = Tracker::new(1, addrs(2), secs(10));
+        a.heard(1, 0, false, t0);
+        b.heard(0, 0, false, t0);
+        (t0, a, b)
+    }
+
     #[test]
     fn messages_round_trip_and_foreign_datagrams_are_refused() {
         let m = Message {
@@ -608,11 +616,7 @@ mod tests {
 
     #[test]
     fn a_peer_restarting_under_running_processes_restarts_ours_once() {
-        let t0 = Instant::now();
-        let mut a = Tracker::new(0, addrs(2), secs(10));
-        let mut b = Tracker::new(1, addrs(2), secs(10));
-        a.heard(1, 0, false, t0);
-        b.heard(0, 0, false, t0);
+        let (t0, mut a, mut b) = two_running_nodes();
         // A's processes fail; it restarts into generation 1.
         a.restarted();
         assert_eq!(a.generation(), 1);
@@ -633,11 +637,7 @@ mod tests {
 
     #[test]
     fn concurrent_restarts_for_one_failure_agree_and_stale_peers_are_not_followed() {
-        let t0 = Instant::now();
-        let mut a = Tracker::new(0, addrs(2), secs(10));
-        let mut b = Tracker::new(1, addrs(2), secs(10));
-        a.heard(1, 0, false, t0);
-        b.heard(0, 0, false, t0);
+        let (t0, mut a, mut b) = two_running_nodes();
         // Both notice the same cut and restart, each on its own.
         a.restarted();
         b.restarted();

@@ -549,6 +549,19 @@ mod tests {
         finished: std::sync::atomic::AtomicUsize,
     }
 
+    impl LoseAfter {
+        fn in_ms(ms: u64) -> LoseAfter {
+            LoseAfter {
+                at: Instant::now() + Duration::from_millis(ms),
+                finished: Default::default(),
+            }
+        }
+
+        fn supervise(&self, specs: Vec<ChildSpec>) -> Outcome {
+            supervise_watching(specs, &fast(), &|| None, self).unwrap()
+        }
+    }
+
     impl PeerWatch for LoseAfter {
         fn finishing(&self) {
             self.finished.fetch_add(1, Ordering::SeqCst);
@@ -566,17 +579,8 @@ mod tests {
     #[test]
     fn a_lost_node_kills_this_nodes_processes() {
         let started = Instant::now();
-        let watch = LoseAfter {
-            at: started + Duration::from_millis(200),
-            finished: Default::default(),
-        };
-        let out = supervise_watching(
-            vec![sh(0, "sleep 30"), sh(1, "sleep 30")],
-            &fast(),
-            &|| None,
-            &watch,
-        )
-        .unwrap();
+        let watch = LoseAfter::in_ms(200);
+        let out = watch.supervise(vec![sh(0, "sleep 30"), sh(1, "sleep 30")]);
         assert!(
             matches!(out, Outcome::PeerLost(PeerLoss::Silent { node: 1, .. })),
             "{out}"
@@ -592,31 +596,13 @@ mod tests {
     #[test]
     fn a_finished_process_ends_the_watch_and_a_failure_wins_over_a_lost_node() {
         // Process 0 finishes before the node is lost: the launcher waits for process 1.
-        let watch = LoseAfter {
-            at: Instant::now() + Duration::from_millis(200),
-            finished: Default::default(),
-        };
-        let out = supervise_watching(
-            vec![sh(0, "exit 0"), sh(1, "sleep 0.5; exit 0")],
-            &fast(),
-            &|| None,
-            &watch,
-        )
-        .unwrap();
+        let watch = LoseAfter::in_ms(200);
+        let out = watch.supervise(vec![sh(0, "exit 0"), sh(1, "sleep 0.5; exit 0")]);
         assert_eq!(out, Outcome::Succeeded);
         assert_eq!(watch.finished.load(Ordering::SeqCst), 2);
         // A process failure seen first is what is reported.
-        let watch = LoseAfter {
-            at: Instant::now() + Duration::from_millis(150),
-            finished: Default::default(),
-        };
-        let out = supervise_watching(
-            vec![sh(0, "sleep 0.05; exit 4"), sh(1, "sleep 30")],
-            &fast(),
-            &|| None,
-            &watch,
-        )
-        .unwrap();
+        let watch = LoseAfter::in_ms(150);
+        let out = watch.supervise(vec![sh(0, "sleep 0.05; exit 4"), sh(1, "sleep 30")]);
         assert_eq!(
             out.to_string(),
             "process 0 (node 0, 127.0.0.1:7000) failed: exit code 4"
