@@ -1050,3 +1050,39 @@ fn a_cut_link_between_nodes_restarts_the_job_from_the_last_checkpoint_exactly_on
     let expected = expected_counts(&text);
     assert!(got == expected, "{}", diff(&expected, &got));
 }
+
+/// Heartbeat settings that would restart the job on one late datagram, and a heartbeat
+/// port (UDP, the node's IP:PORT) held by another program, are start-up errors: exit 2,
+/// one line naming the flag or the address.
+#[test]
+fn bad_heartbeat_settings_or_a_taken_heartbeat_port_are_exit_2_naming_them() {
+    let dir = TempDir::new("wordcount-heartbeat-flags");
+    let cluster = LocalCluster::new(dir.path(), 2, 1);
+    let io = io_args(&sample(), &dir.join("out"));
+    let mut args = io.clone();
+    args.extend(
+        [
+            "--heartbeat-interval",
+            "1s",
+            "--heartbeat-timeout",
+            "1500ms",
+        ]
+        .map(String::from),
+    );
+    let out = job().run(job().node_args(&cluster, 0, 1, &args));
+    let line = out.assert_one_line_error(2);
+    assert!(
+        line.contains("--heartbeat-timeout 1500 ms is too short"),
+        "{out}"
+    );
+    let _taken = std::net::UdpSocket::bind(cluster.nodes[0]).unwrap();
+    let out = job().run(job().node_args(&cluster, 0, 1, &io));
+    let line = out.assert_one_line_error(2);
+    assert!(
+        line.contains(&format!(
+            "heartbeat socket of node 0 on UDP {}",
+            cluster.nodes[0]
+        )),
+        "{out}"
+    );
+}

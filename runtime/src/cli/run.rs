@@ -258,6 +258,20 @@ pub(super) fn run_launcher(job: &Job, a: &RunArgs) -> Result<u8, CliError> {
         .copied()
         .collect();
     net::check_bindable(&mine, s.hosts.origin())?;
+    // Watch the other nodes' launchers, so that a silent node (a cut link) restarts too.
+    let heartbeats = Heartbeats::start(
+        &s.hosts,
+        s.node,
+        job.plan.fingerprint(),
+        HeartbeatConfig {
+            interval: Duration::from_millis(a.heartbeat_interval),
+            timeout: Duration::from_millis(a.heartbeat_timeout),
+        },
+    )?;
+    let peers: &dyn PeerWatch = match &heartbeats {
+        Some(h) => h,
+        None => &NoPeers,
+    };
     let exe = std::env::current_exe().map_err(|e| {
         CliError::failed(format!(
             "cannot find this program's path to start its processes: {e}"
@@ -293,20 +307,6 @@ pub(super) fn run_launcher(job: &Job, a: &RunArgs) -> Result<u8, CliError> {
         p.slots_needed,
         p.cluster.slots()
     );
-    // Watch the other nodes' launchers, so that a silent node (a cut link) restarts too.
-    let heartbeats = Heartbeats::start(
-        &s.hosts,
-        s.node,
-        job.plan.fingerprint(),
-        HeartbeatConfig {
-            interval: Duration::from_millis(a.heartbeat_interval),
-            timeout: Duration::from_millis(a.heartbeat_timeout),
-        },
-    )?;
-    let peers: &dyn PeerWatch = match &heartbeats {
-        Some(h) => h,
-        None => &NoPeers,
-    };
     launcher::install_signal_handlers();
     let n = mine.len();
     let mut attempt = 0u32;
