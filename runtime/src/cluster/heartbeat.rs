@@ -447,6 +447,13 @@ impl Loop {
                 self.send();
                 next_send = Instant::now() + self.interval;
             }
+            // Wake up for the next send, and often enough to notice the stop.
+            let wait = next_send
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(1), RECV_SLICE);
+            if let Err(e) = self.socket.set_read_timeout(Some(wait)) {
+                tracing::debug!("cannot set the heartbeat receive timeout: {e}");
+            }
             match self.socket.recv_from(&mut buf) {
                 Ok((n, from)) => {
                     let msg = buf.get(..n).and_then(Message::decode);
@@ -695,7 +702,7 @@ mod tests {
         let hosts = Hosts::parse(&text, "test").unwrap();
         let cfg = HeartbeatConfig {
             interval: Duration::from_millis(20),
-            timeout: Duration::from_millis(300),
+            timeout: Duration::from_millis(500),
         };
         let a = Heartbeats::start(&hosts, 0, 7, cfg).unwrap().unwrap();
         let b = Heartbeats::start(&hosts, 1, 7, cfg).unwrap().unwrap();
@@ -704,7 +711,7 @@ mod tests {
         assert!(a.lock().peers[1].heard.is_some(), "A heard B");
         // B's launcher exits: it says so, and A does not count its silence.
         drop(b);
-        std::thread::sleep(Duration::from_millis(600));
+        std::thread::sleep(Duration::from_millis(1200));
         assert_eq!(a.lost(), None, "a node that said goodbye is not lost");
         // A restarts; node 1's address then sends two heartbeats and falls silent.
         a.restarted();
