@@ -161,9 +161,11 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// Whether `port` can be bound on 127.0.0.1 right now.
+/// Whether `port` can be bound on 127.0.0.1 right now, over TCP (job processes) and UDP
+/// (a node's launcher takes its heartbeat port on its base port number).
 pub fn port_is_free(port: u16) -> bool {
     TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+        && std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
 }
 
 /// The kernel's ephemeral port range (`/proc/sys/net/ipv4/ip_local_port_range`), or Linux's

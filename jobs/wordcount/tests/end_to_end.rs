@@ -902,3 +902,236 @@ fn a_missing_savepoint_or_no_checkpoints_is_refused_clearly() {
     assert_eq!(run.code(), Some(2), "{run}");
     assert!(run.stderr.contains("add --checkpoint-interval"), "{run}");
 }
+
+/// Two network namespaces joined by a veth pair, each with its own address: two "nodes"
+/// on one machine whose link can be cut. Removed (with the veth pair) when dropped, also
+/// when the test fails; namespaces left by a killed earlier run are removed first.
+struct TwoNodeNet {
+    names: [String; 2],
+    links: [String; 2],
+    addrs: [std::net::Ipv4Addr; 2],
+}
+
+/// Run `ip ARGS`, panicking with its error output when it fails.
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `ip {}`: {e}", args.join(" ")));
+    assert!(
+        out.status.success(),
+        "`ip {}` failed (the test needs root and network namespaces): {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+const NETNS_PREFIX: &str = "weirhb";
+
+impl TwoNodeNet {
+    fn new() -> TwoNodeNet {
+        Self::remove_stale();
+        let pid = std::process::id();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let tag = format!("{pid}x{}", nanos % 1000);
+        // Interface names have at most 15 bytes; the subnet only has to differ from the
+        // host's own, which these namespaces never see.
+        let subnet = 1 + nanos % 250;
+        let net = TwoNodeNet {
+            names: [0, 1].map(|n| format!("{NETNS_PREFIX}-{tag}-{n}")),
+            links: [0, 1].map(|n| format!("whb{}{n}", &tag[tag.len().saturating_sub(10)..])),
+            addrs: [1, 2].map(|h| std::net::Ipv4Addr::new(10, 200, subnet as u8, h)),
+        };
+        for name in &net.names {
+            ip(&["netns", "add", name]);
+        }
+        ip(&[
+            "link",
+            "add",
+            &net.links[0],
+            "netns",
+            &net.names[0],
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &net.links[1],
+            "netns",
+            &net.names[1],
+        ]);
+        for n in 0..2 {
+            let cidr = format!("{}/24", net.addrs[n]);
+            ip(&[
+                "-n",
+                &net.names[n],
+                "addr",
+                "add",
+                &cidr,
+                "dev",
+                &net.links[n],
+            ]);
+            ip(&["-n", &net.names[n], "link", "set", "lo", "up"]);
+            net.set_link(n, true);
+        }
+        net
+    }
+
+    /// Namespaces of this test whose creating process is gone.
+    fn remove_stale() {
+        let Ok(out) = std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+        else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            let pid = name
+                .strip_prefix(NETNS_PREFIX)
+                .and_then(|r| r.strip_prefix('-'))
+                .and_then(|r| r.split('x').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !is_alive(p)) {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", name])
+                    .status();
+            }
+        }
+    }
+
+    /// Take node `n`'s end of the link down (no reset, no FIN: a cut cable) or up again.
+    fn set_link(&self, n: usize, up: bool) {
+        let state = if up { "up" } else { "down" };
+        ip(&["-n", &self.names[n], "link", "set", &self.links[n], state]);
+    }
+
+    /// Start node `n`'s launcher of `cluster` inside its namespace.
+    fn spawn_node(
+        &self,
+        cluster: &LocalCluster,
+        n: usize,
+        extra: &[String],
+    ) -> weir_runtime::testing::Spawned {
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", &self.names[n]])
+            .arg(job().path())
+            .args(job().node_args(cluster, n, 2, extra))
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1");
+        weir_runtime::testing::Spawned::spawn(cmd)
+    }
+}
+
+impl Drop for TwoNodeNet {
+    fn drop(&mut self) {
+        // Deleting a namespace also deletes its end of the veth pair, and with it the other.
+        for name in &self.names {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", name])
+                .status();
+        }
+    }
+}
+
+/// A cut link sends no reset, so nothing breaks: the launchers' heartbeats notice. Two
+/// nodes in their own network namespaces run wordcount with a checkpoint every 200 ms;
+/// node 1's link goes down for three heartbeat timeouts, then comes back. Both launchers
+/// name the other node as silent and restart their processes, which reconnect once the
+/// link is back, restore the last complete checkpoint and finish with exactly-once output.
+#[test]
+fn a_cut_link_between_nodes_restarts_the_job_from_the_last_checkpoint_exactly_once() {
+    let net = TwoNodeNet::new();
+    let timeout = Duration::from_secs(1);
+    let dir = TempDir::new("wordcount-cut-link");
+    let input = dir.join("long.txt");
+    let text = long_text(600_000);
+    std::fs::write(&input, &text).unwrap();
+    let out_dir = dir.join("out");
+    let nodes: Vec<std::net::SocketAddr> = net
+        .addrs
+        .iter()
+        .map(|&a| std::net::SocketAddr::from((a, 7000)))
+        .collect();
+    let hosts_file = dir.join("hosts.txt");
+    write_hosts_file(&hosts_file, &nodes);
+    let cluster = LocalCluster {
+        nodes,
+        procs_per_node: 1,
+        hosts_file,
+    };
+    // Each node its own checkpoint directory, as on two machines.
+    let per_node = |n: usize| {
+        let mut args = io_args(&input, &out_dir);
+        args.extend(fast_checkpoint_flags(&dir.join(format!("checkpoints-{n}"))));
+        args.extend(
+            ["--heartbeat-interval", "100ms", "--heartbeat-timeout", "1s"].map(String::from),
+        );
+        args
+    };
+    let mut node0 = net.spawn_node(&cluster, 0, &per_node(0));
+    let mut node1 = net.spawn_node(&cluster, 1, &per_node(1));
+    wait_for_a_complete_checkpoint(&out_dir, &mut node0);
+    net.set_link(1, false);
+    std::thread::sleep(timeout * 3);
+    assert!(
+        node0.is_running() && node1.is_running(),
+        "a launcher stopped while the link was down; give the job a longer input"
+    );
+    net.set_link(1, true);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let outs = [node0.wait_until(deadline), node1.wait_until(deadline)];
+    for (n, out) in outs.iter().enumerate() {
+        out.assert_success();
+        let other = 1 - n;
+        let silent = format!("node {other} ({}) is silent", cluster.nodes[other]);
+        let restart = format!("restarting the processes of node {n}");
+        assert!(
+            out.stderr
+                .lines()
+                .any(|l| l.contains(&silent) && l.contains(&restart)),
+            "node {n} names node {other} as silent and restarts:\n{out}"
+        );
+        assert!(out.stderr.contains("restoring from checkpoint"), "{out}");
+    }
+    let got = final_counts(&weir_runtime::testing::read_rolled_records(&out_dir));
+    let expected = expected_counts(&text);
+    assert!(got == expected, "{}", diff(&expected, &got));
+}
+
+/// Heartbeat settings that would restart the job on one late datagram, and a heartbeat
+/// port (UDP, the node's IP:PORT) held by another program, are start-up errors: exit 2,
+/// one line naming the flag or the address.
+#[test]
+fn bad_heartbeat_settings_or_a_taken_heartbeat_port_are_exit_2_naming_them() {
+    let dir = TempDir::new("wordcount-heartbeat-flags");
+    let cluster = LocalCluster::new(dir.path(), 2, 1);
+    let io = io_args(&sample(), &dir.join("out"));
+    let mut args = io.clone();
+    args.extend(
+        [
+            "--heartbeat-interval",
+            "1s",
+            "--heartbeat-timeout",
+            "1500ms",
+        ]
+        .map(String::from),
+    );
+    let out = job().run(job().node_args(&cluster, 0, 1, &args));
+    let line = out.assert_one_line_error(2);
+    assert!(
+        line.contains("--heartbeat-timeout 1500 ms is too short"),
+        "{out}"
+    );
+    let _taken = std::net::UdpSocket::bind(cluster.nodes[0]).unwrap();
+    let out = job().run(job().node_args(&cluster, 0, 1, &io));
+    let line = out.assert_one_line_error(2);
+    assert!(
+        line.contains(&format!(
+            "heartbeat socket of node 0 on UDP {}",
+            cluster.nodes[0]
+        )),
+        "{out}"
+    );
+}

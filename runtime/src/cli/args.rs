@@ -105,6 +105,14 @@ pub struct RunArgs {
     /// How long a process waits for the others to be reachable, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = parse_secs, help_heading = "Cluster")]
     pub connect_timeout: u64,
+    /// How often the launcher sends a heartbeat to every other node's launcher (UDP, on
+    /// the node's IP:PORT from the hosts file).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ms, help_heading = "Cluster")]
+    pub heartbeat_interval: u64,
+    /// After how long without a heartbeat another node counts as lost: the launcher then
+    /// restarts its processes from the last complete checkpoint (at least two intervals).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_ms, help_heading = "Cluster")]
+    pub heartbeat_timeout: u64,
     /// Take a checkpoint this often (e.g. 10s, 500ms; whole epochs): state, source
     /// positions and sink output are then exactly-once across failures [default: the
     /// job's `checkpoint_interval`, else none].

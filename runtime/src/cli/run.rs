@@ -3,7 +3,8 @@
 use super::args::{ExplainArgs, ExplainFormat, ProcessArgs, RestartStrategy, Restore, RunArgs};
 use super::{explain, logging, CliError};
 use crate::checkpoint::CheckpointConfig;
-use crate::cluster::launcher::{self, ChildSpec, Outcome, Supervision};
+use crate::cluster::heartbeat::{HeartbeatConfig, Heartbeats};
+use crate::cluster::launcher::{self, ChildSpec, NoPeers, Outcome, PeerWatch, Supervision};
 use crate::cluster::net::{self, Mesh, Networked};
 use crate::cluster::{count, describe_shape, Hosts, ProcessAddr};
 use crate::error::RuntimeError;
@@ -215,6 +216,8 @@ pub fn child_args(a: &RunArgs, process: usize) -> Vec<OsString> {
     v.push(format!("--epoch-ms={}", a.epoch_ms).into());
     v.push(format!("--log-format={}", a.log_format.as_str()).into());
     v.push(format!("--connect-timeout={}", a.connect_timeout).into());
+    v.push(format!("--heartbeat-interval={}ms", a.heartbeat_interval).into());
+    v.push(format!("--heartbeat-timeout={}ms", a.heartbeat_timeout).into());
     if let Some(ms) = a.checkpoint_interval {
         v.push(format!("--checkpoint-interval={ms}ms").into());
     }
@@ -331,6 +334,20 @@ pub(super) fn run_launcher(job: &Job, a: &RunArgs) -> Result<u8, CliError> {
         .copied()
         .collect();
     net::check_bindable(&mine, s.hosts.origin())?;
+    // Watch the other nodes' launchers, so that a silent node (a cut link) restarts too.
+    let heartbeats = Heartbeats::start(
+        &s.hosts,
+        s.node,
+        job.plan.fingerprint(),
+        HeartbeatConfig {
+            interval: Duration::from_millis(a.heartbeat_interval),
+            timeout: Duration::from_millis(a.heartbeat_timeout),
+        },
+    )?;
+    let peers: &dyn PeerWatch = match &heartbeats {
+        Some(h) => h,
+        None => &NoPeers,
+    };
     let exe = std::env::current_exe().map_err(|e| {
         CliError::failed(format!(
             "cannot find this program's path to start its processes: {e}"
@@ -388,14 +405,18 @@ pub(super) fn run_launcher(job: &Job, a: &RunArgs) -> Result<u8, CliError> {
         Duration::from_millis(a.failure_rate_interval),
     );
     loop {
-        let outcome = launcher::supervise(
+        let outcome = launcher::supervise_watching(
             specs(attempt),
             &Supervision::default(),
             &launcher::take_signal,
+            peers,
         );
         match outcome {
-            Ok(Outcome::Failed { .. }) if policy.restart(Instant::now()) => {
+            Ok(Outcome::Failed { .. } | Outcome::PeerLost(_)) if policy.restart(Instant::now()) => {
                 attempt += 1;
+                if let Some(h) = &heartbeats {
+                    h.restarted();
+                }
                 let failure = outcome
                     .as_ref()
                     .map(ToString::to_string)
@@ -495,13 +516,17 @@ fn launch_outcome(
             }
             Ok(0)
         }
-        Ok(failed @ Outcome::Failed { .. }) if attempts > 0 => Err(CliError::failed(format!(
-            "{failed}, after {attempts} restart{}; the last complete checkpoint is kept{}",
-            if attempts == 1 { "" } else { "s" },
-            ck.map(|c| format!(" in {}", c.dir.display()))
-                .unwrap_or_default()
-        ))),
-        Ok(failed @ Outcome::Failed { .. }) => Err(CliError::failed(failed.to_string())),
+        Ok(failed @ (Outcome::Failed { .. } | Outcome::PeerLost(_))) if attempts > 0 => {
+            Err(CliError::failed(format!(
+                "{failed}, after {attempts} restart{}; the last complete checkpoint is kept{}",
+                if attempts == 1 { "" } else { "s" },
+                ck.map(|c| format!(" in {}", c.dir.display()))
+                    .unwrap_or_default()
+            )))
+        }
+        Ok(failed @ (Outcome::Failed { .. } | Outcome::PeerLost(_))) => {
+            Err(CliError::failed(failed.to_string()))
+        }
         Ok(Outcome::Interrupted { signal }) => {
             tracing::warn!(
                 "{}; stopped the processes of node {node}",

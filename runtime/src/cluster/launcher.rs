@@ -12,6 +12,28 @@ use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
+pub use super::heartbeat::PeerLoss;
+
+/// What the launcher learns about the other nodes while it supervises (their launchers'
+/// heartbeats, [`super::heartbeat::Heartbeats`]).
+pub trait PeerWatch {
+    /// A process of this node finished (exit 0): the job is ending.
+    fn finishing(&self);
+    /// Whether another node is lost; polled with the children.
+    fn lost(&self) -> Option<PeerLoss>;
+}
+
+/// No other nodes to watch.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoPeers;
+
+impl PeerWatch for NoPeers {
+    fn finishing(&self) {}
+    fn lost(&self) -> Option<PeerLoss> {
+        None
+    }
+}
+
 /// One process for the launcher to start.
 #[derive(Debug)]
 pub struct ChildSpec {
@@ -102,6 +124,8 @@ pub enum Outcome {
         /// The signal number.
         signal: i32,
     },
+    /// Another node was lost (see [`super::heartbeat`]); this node's processes were killed.
+    PeerLost(PeerLoss),
 }
 
 impl fmt::Display for Outcome {
@@ -118,6 +142,7 @@ impl fmt::Display for Outcome {
                 Some(name) => write!(f, "stopped by {name}"),
                 None => write!(f, "stopped by signal {signal}"),
             },
+            Outcome::PeerLost(loss) => loss.fmt(f),
         }
     }
 }
@@ -165,6 +190,17 @@ pub fn supervise(
     sup: &Supervision,
     interrupted: &dyn Fn() -> Option<i32>,
 ) -> io::Result<Outcome> {
+    supervise_watching(specs, sup, interrupted, &NoPeers)
+}
+
+/// [`supervise`], also ending with [`Outcome::PeerLost`] (this node's processes killed)
+/// when `peers` reports another node lost while no process of this node failed or finished.
+pub fn supervise_watching(
+    specs: Vec<ChildSpec>,
+    sup: &Supervision,
+    interrupted: &dyn Fn() -> Option<i32>,
+    peers: &dyn PeerWatch,
+) -> io::Result<Outcome> {
     let mut running: Vec<Running> = Vec::with_capacity(specs.len());
     for mut spec in specs {
         if sup.die_with_launcher {
@@ -193,6 +229,9 @@ pub fn supervise(
     // Failures seen so far: (poll round, process position, how it ended).
     let mut failures: Vec<(u64, usize, ChildExit)> = Vec::new();
     let mut first_failure: Option<Instant> = None;
+    // Once a process finished, the job's dataflow is complete: other nodes' silence no
+    // longer matters.
+    let mut finishing = false;
     let mut round = 0u64;
     loop {
         if let Some(signal) = interrupted() {
@@ -217,6 +256,8 @@ pub fn supervise(
                     r.exit = Some(exit);
                     if exit.success() {
                         tracing::debug!(process = r.process, "process finished");
+                        finishing = true;
+                        peers.finishing();
                     } else {
                         failures.push((round, i, exit));
                         first_failure.get_or_insert_with(Instant::now);
@@ -255,6 +296,10 @@ pub fn supervise(
             }
         } else if all_done {
             return Ok(Outcome::Succeeded);
+        } else if let Some(loss) = (!finishing).then(|| peers.lost()).flatten() {
+            // The processes are blocked on connections that will never break: kill them.
+            kill_all(&mut running);
+            return Ok(Outcome::PeerLost(loss));
         }
         std::thread::sleep(sup.poll);
     }
@@ -496,6 +541,72 @@ mod tests {
         bad.command = Command::new("/nonexistent/weir-job");
         let e = supervise(vec![sh(0, "sleep 30"), bad], &fast(), &|| None).unwrap_err();
         assert!(e.to_string().starts_with("cannot start process 1: "), "{e}");
+    }
+
+    /// Reports a lost node after a delay; counts the finished processes it was told of.
+    struct LoseAfter {
+        at: Instant,
+        finished: std::sync::atomic::AtomicUsize,
+    }
+
+    impl LoseAfter {
+        fn in_ms(ms: u64) -> LoseAfter {
+            LoseAfter {
+                at: Instant::now() + Duration::from_millis(ms),
+                finished: Default::default(),
+            }
+        }
+
+        fn supervise(&self, specs: Vec<ChildSpec>) -> Outcome {
+            supervise_watching(specs, &fast(), &|| None, self).unwrap()
+        }
+    }
+
+    impl PeerWatch for LoseAfter {
+        fn finishing(&self) {
+            self.finished.fetch_add(1, Ordering::SeqCst);
+        }
+        fn lost(&self) -> Option<PeerLoss> {
+            (Instant::now() >= self.at).then(|| PeerLoss::Silent {
+                node: 1,
+                addr: "10.200.0.2:7000".parse().unwrap(),
+                silent_for: Duration::from_secs(10),
+                timeout: Duration::from_secs(10),
+            })
+        }
+    }
+
+    #[test]
+    fn a_lost_node_kills_this_nodes_processes() {
+        let started = Instant::now();
+        let watch = LoseAfter::in_ms(200);
+        let out = watch.supervise(vec![sh(0, "sleep 30"), sh(1, "sleep 30")]);
+        assert!(
+            matches!(out, Outcome::PeerLost(PeerLoss::Silent { node: 1, .. })),
+            "{out}"
+        );
+        assert!(
+            out.to_string()
+                .starts_with("node 1 (10.200.0.2:7000) is silent"),
+            "{out}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_finished_process_ends_the_watch_and_a_failure_wins_over_a_lost_node() {
+        // Process 0 finishes before the node is lost: the launcher waits for process 1.
+        let watch = LoseAfter::in_ms(200);
+        let out = watch.supervise(vec![sh(0, "exit 0"), sh(1, "sleep 0.5; exit 0")]);
+        assert_eq!(out, Outcome::Succeeded);
+        assert_eq!(watch.finished.load(Ordering::SeqCst), 2);
+        // A process failure seen first is what is reported.
+        let watch = LoseAfter::in_ms(150);
+        let out = watch.supervise(vec![sh(0, "sleep 0.05; exit 4"), sh(1, "sleep 30")]);
+        assert_eq!(
+            out.to_string(),
+            "process 0 (node 0, 127.0.0.1:7000) failed: exit code 4"
+        );
     }
 
     #[test]

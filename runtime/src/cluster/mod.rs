@@ -4,12 +4,15 @@
 //! The hosts file ([`hosts`]) gives every node's base address; on each node a launcher
 //! ([`launcher`]) starts that node's processes from the job binary itself; the processes
 //! connect to each other and check they run the same build ([`net`]) before timely takes
-//! the sockets over.
+//! the sockets over. The launchers of different nodes watch each other with UDP
+//! heartbeats ([`heartbeat`]), so that a silent node also restarts the job.
 
+pub mod heartbeat;
 pub mod hosts;
 pub mod launcher;
 pub mod net;
 
+pub use heartbeat::{HeartbeatConfig, Heartbeats, PeerLoss};
 pub use hosts::{Hosts, Node, ProcessAddr};
 pub use launcher::{ChildExit, ChildSpec, Outcome, Supervision};
 pub use net::{connect_all, start_networking, Hello, Mesh};
