@@ -81,12 +81,8 @@ impl Checkpointed for Dirty {
 
 fn full_checkpoint(dir: &std::path::Path) -> Duration {
     let cfg = CheckpointConfig {
-        dir: dir.to_path_buf(),
-        interval: Duration::from_secs(1),
-        retained: 2,
         restore: false,
-        savepoint: None,
-        allow_non_restored_state: false,
+        ..CheckpointConfig::new(dir, Duration::from_secs(1))
     };
     let (ck, _) =
         Checkpoints::open(&cfg, Duration::from_secs(1), 0, "bench", 1, 128).expect("open");
@@ -125,12 +121,11 @@ fn main() {
         for _ in 0..3 {
             let dir = tempfile::tempdir_in(&base).expect("tempdir");
             let cfg = CheckpointConfig {
-                dir: dir.path().join("bench-checkpoint"),
-                interval: Duration::from_secs(1),
-                retained: 2,
                 restore: false,
-                savepoint: None,
-                allow_non_restored_state: false,
+                ..CheckpointConfig::new(
+                    &dir.path().join("bench-checkpoint"),
+                    Duration::from_secs(1),
+                )
             };
             with = with.min(run(workers, Some(cfg)));
         }

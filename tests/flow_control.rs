@@ -174,9 +174,8 @@ fn peak_rss_kib() -> u64 {
 #[test]
 fn a_slow_sink_keeps_peak_memory_within_twice_a_normal_run() {
     let options = || weir::runtime::worker::LocalOptions {
-        epoch: Duration::from_millis(50),
         records_per_step: 2_000,
-        checkpoints: None,
+        ..Default::default()
     };
     // The source makes 300 000 records/s; the normal sink keeps up, the slow one takes
     // 540 µs per 16 records (about 30 000 records/s: 10× slower, ~4 s for all). Without

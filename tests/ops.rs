@@ -517,12 +517,11 @@ fn metrics_report_checkpoints_and_watermarks() {
     let opts = LocalOptions {
         metrics: Some(Arc::clone(&metrics)),
         checkpoints: Some(weir::runtime::checkpoint::CheckpointConfig {
-            dir: dir.path().to_path_buf(),
-            interval: Duration::from_millis(100),
-            retained: 2,
             restore: false,
-            savepoint: None,
-            allow_non_restored_state: false,
+            ..weir::runtime::checkpoint::CheckpointConfig::new(
+                dir.path(),
+                Duration::from_millis(100),
+            )
         }),
         ..LocalOptions::default()
     };

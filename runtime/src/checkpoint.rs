@@ -61,19 +61,25 @@ pub struct CheckpointConfig {
     pub copy_dir: Option<PathBuf>,
 }
 
-#[cfg(test)]
 impl CheckpointConfig {
-    /// Checkpoints under `dir` every 10 ms, 2 retained, restoring.
-    pub(crate) fn for_tests(dir: &Path) -> Self {
+    /// Checkpoints under `dir` every `interval`: 2 retained, resuming from the newest, no
+    /// savepoint and no copies (the flags' defaults).
+    pub fn new(dir: &Path, interval: Duration) -> Self {
         CheckpointConfig {
             dir: dir.to_path_buf(),
-            interval: Duration::from_millis(10),
+            interval,
             retained: 2,
             restore: true,
             savepoint: None,
             allow_non_restored_state: false,
             copy_dir: None,
         }
+    }
+
+    /// Checkpoints under `dir` every 10 ms, 2 retained, restoring.
+    #[cfg(test)]
+    pub(crate) fn for_tests(dir: &Path) -> Self {
+        Self::new(dir, Duration::from_millis(10))
     }
 }
 
