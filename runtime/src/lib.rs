@@ -17,7 +17,11 @@ pub mod job;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod key;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod process;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sinks;
 pub mod sources;
 pub mod state;
@@ -46,10 +50,14 @@ pub mod prelude {
     #[cfg(feature = "kafka")]
     pub use crate::kafka::{KafkaSink, KafkaSource, StartFrom};
     pub use crate::key::Key;
+    #[cfg(feature = "nats")]
+    pub use crate::nats::{NatsSink, NatsSource, NatsStart};
     pub use crate::process::{
         Context, KeyedProcessFunction, ListState, MapState, OutputTag, ProcessingTimeOnly,
         TimeDomain, ValueState, WithEventTime,
     };
+    #[cfg(feature = "redis")]
+    pub use crate::redis::RedisSink;
     pub use crate::sinks::{
         CollectSink, DiscardSink, FileSink, Guarantee, Sink, SinkContext, SinkWriter, StdoutSink,
     };

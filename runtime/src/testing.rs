@@ -27,6 +27,11 @@
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "nats")]
+pub mod nats;
+pub mod proxy;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
