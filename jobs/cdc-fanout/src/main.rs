@@ -36,6 +36,10 @@ fn pipeline(env: &mut Env) {
         .name("latest")
         .map(to_change)
         .name("to-change")
-        .sink(RedisSink::<Row>::set_by_field(redis, env.arg_or("key_prefix", "order:"), "id"))
+        .sink(RedisSink::<Row>::set_by_field(
+            redis,
+            env.arg_or("key_prefix", "order:"),
+            "id",
+        ))
         .name("cache");
 }

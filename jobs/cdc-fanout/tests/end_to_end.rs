@@ -206,7 +206,10 @@ fn wait_for_restart(launcher_pid: u32, gone: u32) {
         {
             return;
         }
-        assert!(Instant::now() < deadline, "the launcher did not restart its processes");
+        assert!(
+            Instant::now() < deadline,
+            "the launcher did not restart its processes"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -249,7 +252,10 @@ fn stream_len(url: &str, stream: &str) -> usize {
 fn assert_restarted(out: &Output, kills: usize) {
     out.assert_success();
     assert!(
-        out.stderr.matches("restarting the processes of node 0").count() >= kills,
+        out.stderr
+            .matches("restarting the processes of node 0")
+            .count()
+            >= kills,
         "{out}"
     );
     assert!(out.stderr.contains("restoring from checkpoint"), "{out}");
@@ -259,14 +265,17 @@ fn assert_restarted(out: &Output, kills: usize) {
 fn random_kills_leave_nats_exactly_once_and_redis_equal_to_an_uninterrupted_run() {
     let (nu, ru) = (nats::url(), redis_t::url());
     let dir = TempDir::new("cdc-kill");
-    let (input, changes) = write_input(&dir, 150_000, 4_000);
+    let (input, changes) = write_input(&dir, 400_000, 4_000);
     // The uninterrupted run.
     let clean = Target::new("clean");
     let clean_dir = TempDir::new("cdc-clean");
     let mut args = clean.args(&input, &nu, &ru);
     args.extend(checkpoint_args(&clean_dir));
     let cluster = LocalCluster::new(clean_dir.path(), 1, 2);
-    fanout().spawn_node(&cluster, 0, 2, &args).wait(Duration::from_secs(240)).assert_success();
+    fanout()
+        .spawn_node(&cluster, 0, 2, &args)
+        .wait(Duration::from_secs(240))
+        .assert_success();
     let clean_stream = stream_multiset(&nu, &clean.stream);
     let clean_cache = cache(&ru, &clean.prefix);
     assert_eq!(clean_stream, sorted_json(&changes));
@@ -278,13 +287,21 @@ fn random_kills_leave_nats_exactly_once_and_redis_equal_to_an_uninterrupted_run(
     let cluster = LocalCluster::new(dir.path(), 1, 2);
     let mut launcher = fanout().spawn_node(&cluster, 0, 2, &args);
     // Messages are published once their checkpoint completed.
-    wait_until(&mut launcher, "a complete checkpoint", || stream_len(&nu, &killed.stream) > 0);
+    wait_until(&mut launcher, "a complete checkpoint", || {
+        stream_len(&nu, &killed.stream) > 0
+    });
     kill_randomly(&mut launcher, 4, 0x5eed_0f_cdc);
     let out = launcher.wait(Duration::from_secs(240));
     assert_restarted(&out, 4);
-    assert_eq!(stream_multiset(&nu, &killed.stream), clean_stream, "NATS: every change exactly once");
+    assert_eq!(
+        stream_multiset(&nu, &killed.stream),
+        clean_stream,
+        "NATS: every change exactly once"
+    );
     let strip = |m: BTreeMap<String, Value>, p: &str| -> BTreeMap<String, Value> {
-        m.into_iter().map(|(k, v)| (k[p.len()..].to_string(), v)).collect()
+        m.into_iter()
+            .map(|(k, v)| (k[p.len()..].to_string(), v))
+            .collect()
     };
     assert_eq!(
         strip(cache(&ru, &killed.prefix), &killed.prefix),
@@ -322,7 +339,11 @@ fn nats_archive_replays_from_the_checkpointed_sequence_exactly_once_across_kills
     let out = launcher.wait(Duration::from_secs(240));
     assert_restarted(&out, 3);
     let archived = weir_runtime::testing::read_rolled_records(&out_dir);
-    assert_eq!(sorted_json(&archived), sorted_json(&changes), "every message exactly once");
+    assert_eq!(
+        sorted_json(&archived),
+        sorted_json(&changes),
+        "every message exactly once"
+    );
     delete_stream(&nu, &stream);
 }
 
@@ -342,7 +363,9 @@ fn servers_cut_off_mid_run_for_seconds_and_the_job_recovers_exactly() {
     args.extend(checkpoint_args(&dir));
     let cluster = LocalCluster::new(dir.path(), 1, 2);
     let mut launcher = fanout().spawn_node(&cluster, 0, 2, &args);
-    wait_until(&mut launcher, "a complete checkpoint", || stream_len(&nu, &t.stream) > 0);
+    wait_until(&mut launcher, "a complete checkpoint", || {
+        stream_len(&nu, &t.stream) > 0
+    });
     nats_proxy.cut();
     redis_proxy.cut();
     std::thread::sleep(Duration::from_secs(4));
@@ -351,7 +374,10 @@ fn servers_cut_off_mid_run_for_seconds_and_the_job_recovers_exactly() {
     redis_proxy.restore();
     let out = launcher.wait(Duration::from_secs(240));
     out.assert_success();
-    assert!(out.stderr.contains("retrying"), "the outage is logged:\n{out}");
+    assert!(
+        out.stderr.contains("retrying"),
+        "the outage is logged:\n{out}"
+    );
     assert_eq!(stream_multiset(&nu, &t.stream), sorted_json(&changes));
     assert_eq!(cache(&ru, &t.prefix), expected_cache(&changes, &t.prefix));
 }
@@ -361,7 +387,12 @@ fn servers_cut_off_mid_run_for_seconds_and_the_job_recovers_exactly() {
 fn start_error(out: Output) -> String {
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.elapsed < Duration::from_secs(10), "not retried:\n{out}");
-    let last = out.stderr_lines().last().copied().unwrap_or_default().to_string();
+    let last = out
+        .stderr_lines()
+        .last()
+        .copied()
+        .unwrap_or_default()
+        .to_string();
     assert!(last.starts_with("error: operator `"), "{out}");
     last
 }
@@ -374,7 +405,9 @@ fn wrong_credentials_and_a_missing_stream_are_one_line_at_start() {
     let t = Target::new("auth");
     // NATS with a user: the wrong password.
     let server = nats::PrivateServer::start(Some(("weir", "s3cret")));
-    let line = start_error(fanout().run_single(1, &t.args(&input, &server.url(Some(("weir", "nope"))), &ru)));
+    let line = start_error(
+        fanout().run_single(1, &t.args(&input, &server.url(Some(("weir", "nope"))), &ru)),
+    );
     assert!(
         line.contains("nats sink `changelog`: the NATS server at nats://weir:***@127.0.0.1:")
             && line.contains("rejected the credentials"),
@@ -394,9 +427,29 @@ fn wrong_credentials_and_a_missing_stream_are_one_line_at_start() {
     let missing = unique_name("NOSTREAM");
     args[3] = format!("subject={missing}.x");
     let line = start_error(fanout().run_single(1, &args));
-    assert!(line.contains(&format!("nats sink `changelog`: no JetStream stream captures subject `{missing}.x`")), "{line}");
+    assert!(
+        line.contains(&format!(
+            "nats sink `changelog`: no JetStream stream captures subject `{missing}.x`"
+        )),
+        "{line}"
+    );
     // A stream that does not exist, for the archive.
-    let out = archive().run_single(1, &["--arg".to_string(), format!("stream={missing}"), "--arg".into(), format!("output={}", dir.join("o").display()), "--arg".into(), format!("nats={nu}")]);
+    let out = archive().run_single(
+        1,
+        &[
+            "--arg".to_string(),
+            format!("stream={missing}"),
+            "--arg".into(),
+            format!("output={}", dir.join("o").display()),
+            "--arg".into(),
+            format!("nats={nu}"),
+        ],
+    );
     let line = start_error(out);
-    assert!(line.contains(&format!("nats source `changes`: JetStream stream `{missing}` does not exist")), "{line}");
+    assert!(
+        line.contains(&format!(
+            "nats source `changes`: JetStream stream `{missing}` does not exist"
+        )),
+        "{line}"
+    );
 }

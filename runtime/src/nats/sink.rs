@@ -196,7 +196,7 @@ struct Publisher {
 impl Publisher {
     /// Publish `payloads` with ids `message_id(base, run, batch, i)`, retrying what failed
     /// (with the same ids) until every one is acknowledged or the retry time is over.
-    fn publish(&mut self, base: &str, run: u64, batch: &str, payloads: &[Vec<u8>]) -> Result<()> {
+    fn publish(&mut self, base: &str, run: u64, batch: &str, payloads: &Payloads) -> Result<()> {
         if payloads.is_empty() {
             return Ok(());
         }
@@ -220,7 +220,7 @@ impl Publisher {
                     let mut acks = Vec::with_capacity(chunk.len());
                     for &i in chunk {
                         let message = PublishMessage::build()
-                            .payload(payloads[i].clone().into())
+                            .payload(payloads.get(i).to_vec().into())
                             .message_id(message_id(base, run, batch, i));
                         match js.send_publish(subject.clone(), message).await {
                             Ok(ack) => acks.push((i, ack)),
@@ -272,12 +272,109 @@ impl Publisher {
     }
 }
 
+/// Encoded records in one buffer: record `i` is `bytes[ends[i - 1]..ends[i]]` (one
+/// allocation per batch, and copied into a checkpoint as a whole).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Payloads {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Payloads {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+    fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+    /// Append one record, encoded by `encode`.
+    fn push_with(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), String>,
+    ) -> std::result::Result<(), String> {
+        let before = self.bytes.len();
+        if let Err(e) = encode(&mut self.bytes) {
+            self.bytes.truncate(before);
+            return Err(e);
+        }
+        self.ends.push(self.bytes.len());
+        Ok(())
+    }
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+}
+
 /// Records pre-committed with a checkpoint, waiting for it to complete: `(checkpoint,
 /// payloads)`, oldest first.
-type PendingBatches = Vec<(u64, Vec<Vec<u8>>)>;
+type PendingBatches = Vec<(u64, Payloads)>;
 
-/// What a checkpoint stores for one sink instance: the run id and the batches to publish.
-type Checkpointed = (u64, PendingBatches);
+/// What a checkpoint stores for one sink instance: the run id, then per pending batch its
+/// checkpoint, its record ends and its bytes (little-endian u64 lengths). Written by hand
+/// rather than through serde: a batch is megabytes of small records, which a generic
+/// encoder would walk byte by byte.
+fn encode_pending(run: u64, pending: &PendingBatches) -> Vec<u8> {
+    let size: usize = pending
+        .iter()
+        .map(|(_, p)| 24 + p.ends.len() * 8 + p.bytes.len())
+        .sum();
+    let mut out = Vec::with_capacity(16 + size);
+    out.extend_from_slice(&run.to_le_bytes());
+    out.extend_from_slice(&(pending.len() as u64).to_le_bytes());
+    for (checkpoint, p) in pending {
+        out.extend_from_slice(&checkpoint.to_le_bytes());
+        out.extend_from_slice(&(p.ends.len() as u64).to_le_bytes());
+        for &end in &p.ends {
+            out.extend_from_slice(&(end as u64).to_le_bytes());
+        }
+        out.extend_from_slice(&(p.bytes.len() as u64).to_le_bytes());
+        out.extend_from_slice(&p.bytes);
+    }
+    out
+}
+
+/// The first `n` bytes of `rest`, which moves past them.
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if rest.len() < n {
+        return None;
+    }
+    let (head, tail) = rest.split_at(n);
+    *rest = tail;
+    Some(head)
+}
+
+fn take_u64(rest: &mut &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(take(rest, 8)?.try_into().ok()?))
+}
+
+/// The inverse of [`encode_pending`]; `None` if the bytes are not such an encoding.
+fn decode_pending(bytes: &[u8]) -> Option<(u64, PendingBatches)> {
+    let mut rest = bytes;
+    let run = take_u64(&mut rest)?;
+    let batches = take_u64(&mut rest)?;
+    let mut pending = Vec::new();
+    for _ in 0..batches {
+        let checkpoint = take_u64(&mut rest)?;
+        let n = usize::try_from(take_u64(&mut rest)?).ok()?;
+        let mut ends = Vec::with_capacity(n.min(rest.len() / 8));
+        for _ in 0..n {
+            ends.push(usize::try_from(take_u64(&mut rest)?).ok()?);
+        }
+        let len = usize::try_from(take_u64(&mut rest)?).ok()?;
+        let data = take(&mut rest, len)?.to_vec();
+        let ordered = ends.windows(2).all(|w| w[0] <= w[1]);
+        if !ordered || ends.last().is_some_and(|&e| e > data.len()) {
+            return None;
+        }
+        pending.push((checkpoint, Payloads { bytes: data, ends }));
+    }
+    rest.is_empty().then_some((run, pending))
+}
 
 impl<T: 'static> Sink<T> for NatsSink<T> {
     type Writer = NatsSinkWriter<T>;
@@ -319,7 +416,7 @@ impl<T: 'static> Sink<T> for NatsSink<T> {
             publisher: Rc::new(RefCell::new(publisher)),
             base: format!("weir:{}:{}:{}", ctx.job, ctx.operator, ctx.instance),
             run: Rc::new(RefCell::new(run_id(ctx.instance))),
-            current: Vec::new(),
+            current: Payloads::default(),
             pending: None,
             flushes: 0,
         })
@@ -388,7 +485,7 @@ pub struct NatsSinkWriter<T> {
     /// The run id (shared with the committer; a restore replaces it with the checkpoint's).
     run: Rc<RefCell<u64>>,
     /// Encoded records not yet published (or, two-phase, not yet pre-committed).
-    current: Vec<Vec<u8>>,
+    current: Payloads,
     /// Two-phase mode: batches waiting for their checkpoint to complete.
     pending: Option<Rc<RefCell<PendingBatches>>>,
     /// Batches published without checkpoints.
@@ -450,10 +547,10 @@ fn publish_due(
 
 impl<T: 'static> SinkWriter<T> for NatsSinkWriter<T> {
     fn write(&mut self, record: T) -> Result<()> {
-        let mut payload = Vec::new();
-        (self.encode)(&record, &mut payload)
+        let encode = self.encode;
+        self.current
+            .push_with(|out| encode(&record, out))
             .map_err(|e| RuntimeError::user(format!("{}: {e}", self.what)))?;
-        self.current.push(payload);
         if self.pending.is_none() && self.current.len() >= BATCH_RECORDS {
             self.flush()?;
         }
@@ -502,8 +599,7 @@ impl<T: 'static> SinkWriter<T> for NatsSinkWriter<T> {
         if !self.current.is_empty() {
             pending.push((checkpoint, std::mem::take(&mut self.current)));
         }
-        let stored: (u64, &PendingBatches) = (*self.run.borrow(), &pending);
-        crate::checkpoint::encode("the nats sink's pending messages", &stored)
+        Ok(encode_pending(*self.run.borrow(), &pending))
     }
 
     fn recover(&mut self, checkpoint: u64, pending: Option<&[u8]>) -> Result<()> {
@@ -514,8 +610,12 @@ impl<T: 'static> SinkWriter<T> for NatsSinkWriter<T> {
         let Some(bytes) = pending else {
             return Ok(());
         };
-        let (run, batches): Checkpointed =
-            crate::checkpoint::decode("the nats sink's pending messages", bytes)?;
+        let (run, batches) = decode_pending(bytes).ok_or_else(|| {
+            RuntimeError::user(format!(
+                "{}: checkpoint {checkpoint} holds no pending messages this sink can read; start without it (run --restore none)",
+                self.what
+            ))
+        })?;
         *self.run.borrow_mut() = run;
         *list.borrow_mut() = batches;
         // The restored checkpoint is complete: publish what it holds again — the server
@@ -551,5 +651,22 @@ mod tests {
         assert_ne!(a, message_id("weir:job:out:0", 0xac, "1234", 7));
         assert_ne!(a, message_id("weir:job:out:0", 0xab, "1235", 7));
         assert_ne!(run_id(0), run_id(0), "fresh starts get fresh run ids");
+    }
+
+    #[test]
+    fn pending_batches_round_trip_through_a_checkpoint() {
+        let mut a = Payloads::default();
+        for r in ["x", "", "yz"] {
+            a.push_with(|o| encode_text(&r.to_string(), o)).unwrap();
+        }
+        assert_eq!(
+            (a.len(), a.get(0), a.get(1), a.get(2)),
+            (3, &b"x"[..], &b""[..], &b"yz"[..])
+        );
+        let pending = vec![(4_095, a), (8_191, Payloads::default())];
+        let bytes = encode_pending(7, &pending);
+        assert_eq!(decode_pending(&bytes), Some((7, pending)));
+        assert_eq!(decode_pending(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(decode_pending(b"junk"), None);
     }
 }

@@ -110,12 +110,19 @@ fn an_updating_stream_upserts_and_deletes_keys_and_fields() {
     let p = prefix.clone();
     let kv = RedisSink::<Total>::set(u.clone(), move |t| format!("{p}kv:{}", t.customer));
     let p = prefix.clone();
-    let hash = RedisSink::<Total>::hash(u.clone(), move |t| format!("{p}h:{}", t.customer), |t| t.minute.to_string());
+    let hash = RedisSink::<Total>::hash(
+        u.clone(),
+        move |t| format!("{p}h:{}", t.customer),
+        |t| t.minute.to_string(),
+    );
     let changes = vec![
         Change::Insert(total(0)),
         Change::Insert(total(1)),
         Change::UpdateBefore(total(0)),
-        Change::UpdateAfter(Total { cents: 99, ..total(0) }),
+        Change::UpdateAfter(Total {
+            cents: 99,
+            ..total(0)
+        }),
         Change::Delete(total(1)),
         Change::Insert(total(7)),
     ];
@@ -126,7 +133,10 @@ fn an_updating_stream_upserts_and_deletes_keys_and_fields() {
         }
         SinkWriter::<Change<Total>>::close(&mut w).unwrap();
     }
-    let upserted = Total { cents: 99, ..total(0) };
+    let upserted = Total {
+        cents: 99,
+        ..total(0)
+    };
     assert_eq!(
         strings(&u, &format!("{prefix}kv:")),
         BTreeMap::from([
@@ -139,8 +149,14 @@ fn an_updating_stream_upserts_and_deletes_keys_and_fields() {
     assert_eq!(
         hash_state,
         BTreeMap::from([
-            (format!("{prefix}h:c0"), BTreeMap::from([("0".to_string(), json(&upserted))])),
-            (format!("{prefix}h:c2"), BTreeMap::from([("60000".to_string(), json(&total(7)))])),
+            (
+                format!("{prefix}h:c0"),
+                BTreeMap::from([("0".to_string(), json(&upserted))])
+            ),
+            (
+                format!("{prefix}h:c2"),
+                BTreeMap::from([("60000".to_string(), json(&total(7)))])
+            ),
         ]),
         "the deleted hash field is gone (and with it the empty hash)"
     );
@@ -152,22 +168,32 @@ fn wrong_credentials_are_one_clear_error_at_open() {
     let server = PrivateServer::start(Some("s3cret"));
     let prefix = unique_prefix("auth");
     let p = prefix.clone();
-    let sink = |url: String| RedisSink::<Total>::set(url, {
-        let p = p.clone();
-        move |t| format!("{p}{}", t.customer)
-    });
+    let sink = |url: String| {
+        RedisSink::<Total>::set(url, {
+            let p = p.clone();
+            move |t| format!("{p}{}", t.customer)
+        })
+    };
     for bad in [server.url(Some("wrong")), server.url(None)] {
         let started = std::time::Instant::now();
         let e = Sink::<Total>::open(&sink(bad), &ctx()).err().unwrap();
         assert_eq!(e.domain, ErrorDomain::User);
         assert!(
-            e.message.starts_with("redis sink `cache`: the Redis server at redis://")
+            e.message
+                .starts_with("redis sink `cache`: the Redis server at redis://")
                 && e.message.contains("rejected the credentials"),
             "{}",
             e.message
         );
-        assert!(!e.message.contains("wrong"), "no password in messages: {}", e.message);
-        assert!(started.elapsed() < Duration::from_secs(5), "credentials are not retried");
+        assert!(
+            !e.message.contains("wrong"),
+            "no password in messages: {}",
+            e.message
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "credentials are not retried"
+        );
     }
     let mut w = Sink::<Total>::open(&sink(server.url(Some("s3cret"))), &ctx()).unwrap();
     SinkWriter::<Total>::write(&mut w, total(3)).unwrap();
@@ -181,14 +207,32 @@ fn a_wrong_key_type_and_a_bad_url_are_clear_errors() {
     let prefix = unique_prefix("type");
     command(&u, &["SET", &format!("{prefix}c0"), "a string"]);
     let p = prefix.clone();
-    let sink = RedisSink::<Total>::hash(u.clone(), move |t| format!("{p}{}", t.customer), |t| t.minute.to_string());
+    let sink = RedisSink::<Total>::hash(
+        u.clone(),
+        move |t| format!("{p}{}", t.customer),
+        |t| t.minute.to_string(),
+    );
     let mut w = Sink::<Total>::open(&sink, &ctx()).unwrap();
     SinkWriter::<Total>::write(&mut w, total(0)).unwrap();
     let e = SinkWriter::<Total>::close(&mut w).unwrap_err();
     assert_eq!(e.domain, ErrorDomain::User);
-    assert!(e.message.contains("refused a write") && e.message.contains("WRONGTYPE"), "{}", e.message);
-    let e = Sink::<Total>::open(&RedisSink::<Total>::set("http://x", |t| t.customer.clone()), &ctx()).err().unwrap();
-    assert!(e.message.starts_with("redis sink `cache`: cannot use the Redis URL http://x"), "{}", e.message);
+    assert!(
+        e.message.contains("refused a write") && e.message.contains("WRONGTYPE"),
+        "{}",
+        e.message
+    );
+    let e = Sink::<Total>::open(
+        &RedisSink::<Total>::set("http://x", |t| t.customer.clone()),
+        &ctx(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        e.message
+            .starts_with("redis sink `cache`: cannot use the Redis URL http://x"),
+        "{}",
+        e.message
+    );
     delete_prefix(&u, &prefix);
 }
 
@@ -220,8 +264,9 @@ fn writes_ride_out_a_connection_cut_off_for_seconds() {
         SinkWriter::<Total>::epoch_complete(&mut w, 2).unwrap();
     });
     assert!(started.elapsed() >= Duration::from_secs(3));
-    let expected: BTreeMap<String, String> =
-        (0..1_000).map(|i| (format!("{prefix}{i}"), json(&total(i)))).collect();
+    let expected: BTreeMap<String, String> = (0..1_000)
+        .map(|i| (format!("{prefix}{i}"), json(&total(i))))
+        .collect();
     assert_eq!(strings(&u, &prefix), expected);
     delete_prefix(&u, &prefix);
 }

@@ -99,18 +99,21 @@ pub fn duplicate_window(url: &str, name: &str) -> Duration {
 pub fn publish(url: &str, subject: &str, payloads: &[Vec<u8>]) -> Vec<u64> {
     block_on(async {
         let js = js(url).await;
-        let mut acks = Vec::new();
-        for p in payloads {
-            match js.publish(subject.to_string(), p.clone().into()).await {
-                Ok(a) => acks.push(a),
-                Err(e) => panic!("cannot publish to {subject}: {e}"),
-            }
-        }
         let mut seqs = Vec::new();
-        for a in acks {
-            match a.await {
-                Ok(ack) => seqs.push(ack.sequence),
-                Err(e) => panic!("no acknowledgement from {subject}: {e}"),
+        // In chunks: the client allows a bounded number of acknowledgements in flight.
+        for chunk in payloads.chunks(1_000) {
+            let mut acks = Vec::new();
+            for p in chunk {
+                match js.publish(subject.to_string(), p.clone().into()).await {
+                    Ok(a) => acks.push(a),
+                    Err(e) => panic!("cannot publish to {subject}: {e}"),
+                }
+            }
+            for a in acks {
+                match a.await {
+                    Ok(ack) => seqs.push(ack.sequence),
+                    Err(e) => panic!("no acknowledgement from {subject}: {e}"),
+                }
             }
         }
         seqs
