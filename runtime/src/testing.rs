@@ -747,6 +747,53 @@ pub fn process_index(pid: u32) -> Option<usize> {
         .and_then(|k| k.parse().ok())
 }
 
+/// SIGKILL the job process that launcher `launcher_pid` runs as process `index` (waiting
+/// until it runs `processes` of them); returns the killed pid.
+pub fn kill_job_process(launcher_pid: u32, processes: usize, index: usize) -> u32 {
+    let kids = wait_for_children(launcher_pid, processes, Duration::from_secs(20));
+    let victim = kids
+        .iter()
+        .copied()
+        .find(|&k| process_index(k) == Some(index))
+        .unwrap_or_else(|| panic!("no child runs as process {index}"));
+    send_signal(victim, 9);
+    victim
+}
+
+/// Wait until launcher `launcher_pid` runs `processes` job processes again, none of them
+/// `gone`; panics after 30 s.
+pub fn wait_for_restart(launcher_pid: u32, processes: usize, gone: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let kids = child_pids(launcher_pid);
+        if kids.len() == processes
+            && !kids.contains(&gone)
+            && kids.iter().all(|&k| process_index(k).is_some())
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the launcher did not restart its processes"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Wait until something accepts connections on 127.0.0.1:`port` (a server a test started);
+/// panics after 20 s naming `what`.
+pub fn wait_for_port(port: u16, what: &str) {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start listening on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Wait until a checkpointing file sink made a part file visible, which happens only once
 /// a checkpoint is complete on every worker.
 pub fn wait_for_a_complete_checkpoint(out_dir: &Path, launcher: &mut Spawned) {

@@ -16,8 +16,7 @@ use weir_runtime::testing::nats::{self, create_stream, delete_stream, read_strea
 use weir_runtime::testing::proxy::Proxy;
 use weir_runtime::testing::redis::{self as redis_t, delete_prefix, strings, unique_prefix};
 use weir_runtime::testing::{
-    child_pids, process_index, send_signal, wait_for_children, JobBinary, LocalCluster, Output,
-    Spawned, TempDir,
+    kill_job_process, wait_for_restart, JobBinary, LocalCluster, Output, Spawned, TempDir,
 };
 
 fn fanout() -> JobBinary {
@@ -183,37 +182,6 @@ fn fanout_writes_every_change_to_nats_and_the_newest_rows_to_redis() {
     assert_eq!(cache(&ru, &t.prefix), expected_cache(&changes, &t.prefix));
 }
 
-/// Kill process `index` of the launcher with SIGKILL; returns its pid.
-fn kill_process(launcher_pid: u32, index: usize) -> u32 {
-    let kids = wait_for_children(launcher_pid, 2, Duration::from_secs(20));
-    let victim = kids
-        .iter()
-        .copied()
-        .find(|&k| process_index(k) == Some(index))
-        .unwrap_or_else(|| panic!("no child runs as process {index}"));
-    send_signal(victim, 9);
-    victim
-}
-
-/// Wait until the launcher runs two processes again, none of them `gone`.
-fn wait_for_restart(launcher_pid: u32, gone: u32) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let kids = child_pids(launcher_pid);
-        if kids.len() == 2
-            && !kids.contains(&gone)
-            && kids.iter().all(|&k| process_index(k).is_some())
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the launcher did not restart its processes"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Wait until `ready()` (a sign that a checkpoint completed), failing if the job ends first.
 fn wait_until(launcher: &mut Spawned, what: &str, ready: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -240,8 +208,8 @@ fn kill_randomly(launcher: &mut Spawned, kills: usize, seed: u64) {
             launcher.is_running(),
             "the job finished after {kill} kills; give it a longer input"
         );
-        let victim = kill_process(launcher.pid(), next(2) as usize);
-        wait_for_restart(launcher.pid(), victim);
+        let victim = kill_job_process(launcher.pid(), 2, next(2) as usize);
+        wait_for_restart(launcher.pid(), 2, victim);
     }
 }
 

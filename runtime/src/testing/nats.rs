@@ -222,15 +222,7 @@ impl PrivateServer {
             cmd.args(["--user", u, "--pass", p]);
         }
         let process = Spawned::spawn(cmd);
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::wait_for_port(port, "nats-server");
         PrivateServer {
             port,
             process: Some(process),

@@ -5,9 +5,8 @@
 
 use super::{free_port_block, unique_seed, Spawned, TempDir};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where tests look for Redis when `WEIR_REDIS_URL` is not set.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -141,15 +140,7 @@ impl PrivateServer {
             cmd.args(["--requirepass", p]);
         }
         let process = Spawned::spawn(cmd);
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::wait_for_port(port, "redis-server");
         PrivateServer {
             port,
             process: Some(process),
