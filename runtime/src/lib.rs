@@ -20,9 +20,13 @@ pub mod job;
 pub mod kafka;
 pub mod key;
 pub mod metrics;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod process;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod savepoints;
 pub mod sinks;
 pub mod sources;
@@ -56,12 +60,16 @@ pub mod prelude {
     #[cfg(feature = "kafka")]
     pub use crate::kafka::{KafkaSink, KafkaSource, StartFrom};
     pub use crate::key::Key;
+    #[cfg(feature = "nats")]
+    pub use crate::nats::{NatsSink, NatsSource, NatsStart};
     #[cfg(feature = "postgres")]
     pub use crate::postgres::{PostgresSink, PostgresSource};
     pub use crate::process::{
         AggregatingState, Context, KeyedProcessFunction, ListState, MapState, OutputTag,
         ProcessingTimeOnly, ReducingState, TimeDomain, ValueState, WithEventTime,
     };
+    #[cfg(feature = "redis")]
+    pub use crate::redis::RedisSink;
     pub use crate::sinks::{
         CollectSink, DiscardSink, FileSink, Guarantee, Sink, SinkContext, SinkWriter, StdoutSink,
     };

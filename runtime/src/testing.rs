@@ -27,8 +27,13 @@
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod proxy;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -738,26 +743,9 @@ pub fn wait_for_children(pid: u32, n: usize, timeout: Duration) -> Vec<u32> {
 /// processes) with SIGKILL, then wait until the launcher runs `procs` processes again, none
 /// of them the killed one; returns the killed pid. Panics after 30 s.
 pub fn kill_and_wait_for_restart(launcher: u32, procs: usize, index: usize) -> u32 {
-    let victim = wait_for_children(launcher, procs, Duration::from_secs(20))
-        .into_iter()
-        .find(|&k| process_index(k) == Some(index))
-        .unwrap_or_else(|| panic!("no child runs as process {index}"));
-    send_signal(victim, 9);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let kids = child_pids(launcher);
-        if kids.len() == procs
-            && !kids.contains(&victim)
-            && kids.iter().all(|&k| process_index(k).is_some())
-        {
-            return victim;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the launcher did not restart its processes"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let victim = kill_job_process(launcher, procs, index);
+    wait_for_restart(launcher, procs, victim);
+    victim
 }
 
 /// The global process index a job process was started as (`__process --process=K`).
@@ -788,21 +776,61 @@ pub fn fast_checkpoint_flags(checkpoints: &Path) -> Vec<String> {
 /// SIGKILL the child of `launcher` that runs as process `process` (waiting until the
 /// launcher started `children` processes).
 pub fn kill_child_process(launcher: &Spawned, children: usize, process: usize) {
+    kill_job_process(launcher.pid(), children, process);
+}
+
+/// SIGKILL the job process that launcher `launcher_pid` runs as process `index` (waiting
+/// until it runs `processes` of them); returns the killed pid.
+pub fn kill_job_process(launcher_pid: u32, processes: usize, index: usize) -> u32 {
     // A child just forked still shows the launcher's command line until it has exec'd.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let victim = wait_for_children(launcher.pid(), children, Duration::from_secs(20))
+        let victim = wait_for_children(launcher_pid, processes, Duration::from_secs(20))
             .into_iter()
-            .find(|&k| process_index(k) == Some(process));
+            .find(|&k| process_index(k) == Some(index));
         if let Some(victim) = victim {
             send_signal(victim, 9);
+            return victim;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no child runs as process {index}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Wait until launcher `launcher_pid` runs `processes` job processes again, none of them
+/// `gone`; panics after 30 s.
+pub fn wait_for_restart(launcher_pid: u32, processes: usize, gone: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let kids = child_pids(launcher_pid);
+        if kids.len() == processes
+            && !kids.contains(&gone)
+            && kids.iter().all(|&k| process_index(k).is_some())
+        {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "no child runs as process {process}"
+            "the launcher did not restart its processes"
         );
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Wait until something accepts connections on 127.0.0.1:`port` (a server a test started);
+/// panics after 20 s naming `what`.
+pub fn wait_for_port(port: u16, what: &str) {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start listening on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
