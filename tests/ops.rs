@@ -191,6 +191,7 @@ fn view(peers: Vec<(usize, SocketAddr)>, token: Option<&str>, cancel: Arc<Atomic
         cancel: Some(cancel),
         status: Arc::new(Mutex::new(JobStatus::Running)),
         checkpoint_interval_ms: None,
+        savepoint_from: None,
     }
 }
 
@@ -439,6 +440,15 @@ fn start_cli(
     job: fn() -> weir::runtime::job::Job,
     name: &str,
 ) -> (std::thread::JoinHandle<std::process::ExitCode>, SocketAddr) {
+    start_cli_with(job, name, &[])
+}
+
+/// [`start_cli`] with more flags.
+fn start_cli_with(
+    job: fn() -> weir::runtime::job::Job,
+    name: &str,
+    extra: &[&str],
+) -> (std::thread::JoinHandle<std::process::ExitCode>, SocketAddr) {
     let port = weir::runtime::testing::free_port_block(1);
     let argv: Vec<std::ffi::OsString> = [
         name,
@@ -451,6 +461,7 @@ fn start_cli(
         "t0ken",
     ]
     .iter()
+    .chain(extra)
     .map(Into::into)
     .collect();
     let run = std::thread::spawn(move || {
@@ -491,6 +502,52 @@ fn the_dashboard_draws_the_job_graph_and_live_numbers_in_a_browser() {
     let (status, body) = cancel_with(addr, "t0ken");
     assert_eq!(status, 202, "{body}");
     assert_eq!(run.join().unwrap(), std::process::ExitCode::from(1));
+}
+
+/// `POST /api/savepoint?target=DIR&stop=true` on a running job with checkpoints: refused
+/// without the token or a target; with them, a savepoint of the newest complete checkpoint
+/// is written (the directory a restore takes) and the job stops.
+#[test]
+fn a_savepoint_is_taken_and_the_job_stopped_through_the_rest_api() {
+    let dir = weir::runtime::testing::TempDir::new("ops-savepoint");
+    let ck = dir.join("ck").display().to_string();
+    let (run, addr) = start_cli_with(
+        slow,
+        "ops-slow",
+        &["--checkpoint-interval", "200ms", "--checkpoint-dir", &ck],
+    );
+    let sp = dir.join("sp");
+    let path = format!("/api/savepoint?target={}&stop=true", sp.display());
+    let (status, body) = request(addr, "POST", &path, &[]);
+    assert_eq!(status, 401, "no token: {body}");
+    let auth = "Authorization: Bearer t0ken";
+    let (status, body) = request(addr, "POST", "/api/savepoint", &[auth]);
+    assert_eq!(status, 400, "no target: {body}");
+    assert!(body.contains("target=DIR"), "{body}");
+    // The first checkpoint completes within a second or so; the request waits for it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, body) = loop {
+        let (status, body) = request(addr, "POST", &path, &[auth]);
+        if status == 200 || Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status, 200, "{body}");
+    let answer: weir::runtime::serde_json::Value =
+        weir::runtime::serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        answer["workers"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    let info = std::fs::read_to_string(sp.join("savepoint.json")).unwrap();
+    assert!(info.contains("\"ops-slow\""), "{info}");
+    assert_eq!(
+        run.join().unwrap(),
+        std::process::ExitCode::from(1),
+        "stopped"
+    );
 }
 
 #[weir::job(name = "ops-checkpointed", main = false)]

@@ -749,6 +749,7 @@ impl Checkpoints {
             offer.insert(0, c);
         }
         let store = Arc::new(Mutex::new(store));
+        crate::savepoints::register_store(&store);
         let background = Background::start(Arc::clone(&store), worker, copies.clone())?;
         let shared = Shared {
             store,

@@ -102,6 +102,57 @@ pub fn take(
     }
 }
 
+/// The checkpoint stores this process's workers have open (LMDB lets a process open an
+/// environment once, so a savepoint taken from inside the job — the REST API on process 0 —
+/// must use them rather than open them again).
+static OWN_STORES: std::sync::Mutex<
+    Vec<(PathBuf, std::sync::Weak<std::sync::Mutex<CheckpointStore>>)>,
+> = std::sync::Mutex::new(Vec::new());
+
+/// Register a worker's open store.
+pub(crate) fn register_store(store: &std::sync::Arc<std::sync::Mutex<CheckpointStore>>) {
+    let path = match store.lock() {
+        Ok(s) => s.path().to_path_buf(),
+        Err(_) => return,
+    };
+    if let Ok(mut own) = OWN_STORES.lock() {
+        own.retain(|(_, w)| w.strong_count() > 0);
+        own.push((path, std::sync::Arc::downgrade(store)));
+    }
+}
+
+/// A store to copy from: this process's own (shared with its worker) or opened read-only.
+enum StoreRef {
+    Opened(CheckpointStore),
+    Own(std::sync::Arc<std::sync::Mutex<CheckpointStore>>),
+}
+
+impl StoreRef {
+    fn open(job_dir: &Path, worker: usize) -> Result<Self> {
+        let path = job_dir.join(format!("worker-{worker}"));
+        let own = OWN_STORES.lock().ok().and_then(|own| {
+            own.iter()
+                .find(|(p, _)| p == &path)
+                .and_then(|(_, w)| w.upgrade())
+        });
+        match own {
+            Some(st) => Ok(StoreRef::Own(st)),
+            None => CheckpointStore::open_existing(job_dir, worker).map(StoreRef::Opened),
+        }
+    }
+    fn with<R>(&self, f: impl FnOnce(&CheckpointStore) -> Result<R>) -> Result<R> {
+        match self {
+            StoreRef::Opened(st) => f(st),
+            StoreRef::Own(st) => {
+                let st = st
+                    .lock()
+                    .map_err(|_| RuntimeError::internal("a checkpoint store lock is poisoned"))?;
+                f(&st)
+            }
+        }
+    }
+}
+
 fn try_take(
     job_dir: &Path,
     job: &str,
@@ -113,24 +164,24 @@ fn try_take(
 ) -> Result<SavepointInfo> {
     let stores = slots
         .iter()
-        .map(|&w| CheckpointStore::open_existing(job_dir, w))
+        .map(|&w| StoreRef::open(job_dir, w))
         .collect::<Result<Vec<_>>>()?;
     // Complete in every store (a store without any version hosts no state: it is copied
     // only if it has the chosen one).
     let mut common: Option<Vec<u64>> = None;
     let mut hosting = vec![true; stores.len()];
     for (i, st) in stores.iter().enumerate() {
-        let complete: Vec<u64> = st
-            .versions()?
-            .into_iter()
+        let versions = st.with(|st| st.versions())?;
+        let complete: Vec<u64> = versions
+            .iter()
             .filter(|v| v.complete)
             .map(|v| v.checkpoint)
             .collect();
-        if complete.is_empty() && st.versions()?.is_empty() {
+        if versions.is_empty() {
             if !allow_empty {
                 return Err(RuntimeError::user(format!(
                     "{} holds no checkpoint yet",
-                    st.path().display()
+                    job_dir.join(format!("worker-{}", slots[i])).display()
                 )));
             }
             hosting[i] = false;
@@ -173,7 +224,7 @@ fn try_take(
             }
             // Fails (and the whole savepoint is tried again) if retention dropped the
             // checkpoint since it was chosen.
-            let m = st.copy_to(chosen, &tmp.join(format!("worker-{w}")))?;
+            let m = st.with(|st| st.copy_to(chosen, &tmp.join(format!("worker-{w}"))))?;
             if m.job != job {
                 return Err(RuntimeError::user(format!(
                     "the checkpoints under {} belong to job `{}`, not `{job}`",

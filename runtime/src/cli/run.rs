@@ -733,6 +733,9 @@ fn start_http(
         cancel: mon.alone.then(|| Arc::clone(&control.cancel)),
         status: Arc::clone(&control.status),
         checkpoint_interval_ms: checkpoints.map(|c| c.interval.as_millis() as u64),
+        savepoint_from: checkpoints
+            .filter(|_| physical.cluster.nodes <= 1)
+            .map(|c| c.dir.clone()),
     });
     let addr = std::net::SocketAddr::new(a.http_bind, port);
     let serves_api = view.is_some();

@@ -157,23 +157,108 @@ fn authorized(headers: &HeaderMap, token: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub(super) async fn cancel(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let v = match view(&s) {
+/// The job view, if `headers` carry the token mutating requests need; else the refusal.
+fn mutating<'a>(s: &'a AppState, headers: &HeaderMap) -> Result<&'a JobView, Response> {
+    let v = view(s)?;
+    let Some(token) = v.token.as_deref() else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "mutating requests are disabled: start the job with --http-token or WEIR_HTTP_TOKEN",
+        ));
+    };
+    if !authorized(headers, token) {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token: send `Authorization: Bearer <token>` with the token the job was started with",
+        ));
+    }
+    Ok(v)
+}
+
+/// Query of `POST /api/savepoint`.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct SavepointQuery {
+    /// Where to write the savepoint (a new directory on process 0's machine).
+    target: String,
+    /// Cancel the job once the savepoint is written (Flink's stop with savepoint).
+    #[serde(default)]
+    stop: bool,
+}
+
+/// `POST /api/savepoint?target=DIR[&stop=true]`: copy the newest checkpoint every worker
+/// completed into `DIR` (what `savepoint` does), then, with `stop=true`, cancel the job.
+pub(super) async fn savepoint(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<SavepointQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let v = match mutating(&s, &headers) {
         Ok(v) => v,
         Err(e) => return e,
     };
-    let Some(token) = v.token.as_deref() else {
+    let Ok(Query(q)) = query else {
         return error(
-            StatusCode::FORBIDDEN,
-            "mutating requests are disabled: start the job with --http-token or WEIR_HTTP_TOKEN",
+            StatusCode::BAD_REQUEST,
+            "give the savepoint's directory: POST /api/savepoint?target=DIR[&stop=true]",
         );
     };
-    if !authorized(&headers, token) {
+    let Some(from) = v.savepoint_from.clone() else {
         return error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong token: send `Authorization: Bearer <token>` with the token the job was started with",
+            StatusCode::CONFLICT,
+            "this run takes no checkpoints here (start it with --checkpoint-interval; on a cluster of several nodes run `savepoint --checkpoint ID` on every node)",
+        );
+    };
+    if q.stop && v.cancel.is_none() {
+        return error(
+            StatusCode::NOT_IMPLEMENTED,
+            "stop with a savepoint stops a job of one process only; take the savepoint, then stop the launchers with SIGTERM",
         );
     }
+    let (job, max_parallelism) = (v.plan.name.clone(), v.plan.max_parallelism);
+    let target = std::path::PathBuf::from(&q.target);
+    let taken = tokio::task::spawn_blocking(move || {
+        crate::savepoints::take(&from, &job, max_parallelism, &target, None)
+    })
+    .await;
+    let info = match taken {
+        Ok(Ok(info)) => info,
+        Ok(Err(e)) => {
+            let code = match e.domain {
+                crate::error::ErrorDomain::User => StatusCode::CONFLICT,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            return error(code, e.message);
+        }
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the savepoint task failed: {e}"),
+            )
+        }
+    };
+    tracing::info!(checkpoint = info.checkpoint, target = %q.target, "savepoint written through the REST API");
+    if q.stop {
+        if let Some(flag) = &v.cancel {
+            flag.store(true, Ordering::SeqCst);
+            if let Ok(mut s) = v.status.lock() {
+                *s = JobStatus::Cancelling;
+            }
+        }
+    }
+    Json(json!({
+        "checkpoint": info.checkpoint,
+        "path": q.target,
+        "workers": info.workers,
+        "stopping": q.stop,
+    }))
+    .into_response()
+}
+
+pub(super) async fn cancel(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let v = match mutating(&s, &headers) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
     let Some(flag) = &v.cancel else {
         return error(
             StatusCode::NOT_IMPLEMENTED,

@@ -39,6 +39,10 @@ pub struct JobView {
     pub status: Arc<Mutex<JobStatus>>,
     /// Checkpoint interval, if the run takes checkpoints.
     pub checkpoint_interval_ms: Option<u64>,
+    /// The job's checkpoint directory (`--checkpoint-dir`/<job>), where `POST
+    /// /api/savepoint` copies from; `None` without checkpoints or on a cluster of several
+    /// nodes (each node holds its own stores: use the `savepoint` command on every node).
+    pub savepoint_from: Option<std::path::PathBuf>,
 }
 
 /// The job's state, Flink's names.
@@ -155,7 +159,8 @@ fn router(state: AppState) -> Router {
             .route("/api/plan", get(api::plan))
             .route("/api/vertices", get(api::vertices))
             .route("/api/checkpoints", get(api::checkpoints))
-            .route("/api/cancel", post(api::cancel));
+            .route("/api/cancel", post(api::cancel))
+            .route("/api/savepoint", post(api::savepoint));
     }
     r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
