@@ -265,6 +265,11 @@ impl StateReader<'_> {
     pub fn incremental(&self) -> bool {
         self.incremental
     }
+    /// Whether the state comes from a savepoint (another run's), not from this job's own
+    /// checkpoints or their copies.
+    pub fn from_savepoint(&self) -> bool {
+        self.savepoint_instances.is_some()
+    }
 }
 
 fn meta_name(operator: &str, instance: usize) -> String {

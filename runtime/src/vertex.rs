@@ -1626,7 +1626,7 @@ impl<T, W: crate::sinks::SinkWriter<T>> Checkpointed for SinkState<'_, T, W> {
     fn restore(&mut self, checkpoint: u64, from: &StateReader<'_>) -> Result<()> {
         // From a savepoint, the output the savepoint's run made is its own (committed by
         // it): continue beside it.
-        if !from.incremental() {
+        if from.from_savepoint() {
             return self.0.continue_after_savepoint();
         }
         match from.meta()? {
