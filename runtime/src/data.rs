@@ -12,6 +12,10 @@ use std::marker::PhantomData;
     note = "declare the type with `#[weir::record]`, or derive `Clone, Serialize, Deserialize` on it with `#[serde(crate = \"weir::serde\")]`"
 )]
 pub trait Data: Clone + Send + Serialize + DeserializeOwned + 'static {}
+// `do_not_recommend`: a missing `Data` is reported as such, with the message above, not as
+// a missing `Serialize` followed by a list of serde's impls (which changes with the crates
+// in the build).
+#[diagnostic::do_not_recommend]
 impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Data for T {}
 
 /// Event time in milliseconds since the Unix epoch (Flink's convention).
