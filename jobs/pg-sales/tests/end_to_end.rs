@@ -5,7 +5,7 @@
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use weir_runtime::testing::postgres::{
-    port, server_addr, unique_table, url, url_at, CuttableProxy, Db, PrivateServer,
+    port, server_addr, unique_table, url, url_at, Db, PrivateServer,
 };
 use weir_runtime::testing::{kill_and_wait_for_restart, JobBinary, LocalCluster, Spawned, TempDir};
 
@@ -212,7 +212,7 @@ fn a_server_cut_off_for_seconds_mid_run_is_survived_exactly_once() {
     let db = Db::test();
     let dir = TempDir::new("pg-sales-cut");
     let tables = Tables::create(&db, "cut");
-    let proxy = CuttableProxy::start(server_addr());
+    let proxy = weir_runtime::testing::proxy::Proxy::start(server_addr());
     let config = url_at(proxy.port(), None);
     let cluster = LocalCluster::new(dir.path(), 1, 2);
     let mut launcher = job().spawn_node(&cluster, 0, 2, &tables.args(&config, ORDERS, 6_000, &dir));

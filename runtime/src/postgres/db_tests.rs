@@ -9,7 +9,8 @@ use crate::error::ErrorDomain;
 use crate::sinks::Guarantee;
 use crate::sinks::{Sink, SinkContext, SinkWriter};
 use crate::sources::{BadRecordPolicy, Poll, Source, SourceContext, SourceReader};
-use crate::testing::postgres::{port, server_addr, unique_table, url, url_at, CuttableProxy, Db};
+use crate::testing::postgres::{port, server_addr, unique_table, url, url_at, Db};
+use crate::testing::proxy::Proxy;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -487,7 +488,7 @@ fn an_unreachable_server_is_retried_then_one_error() {
 }
 
 /// The test server through `proxy`.
-fn proxied_url(proxy: &CuttableProxy) -> String {
+fn proxied_url(proxy: &Proxy) -> String {
     url_at(proxy.port(), None)
 }
 
@@ -500,7 +501,7 @@ fn a_commit_during_an_outage_is_retried_until_the_server_is_back() {
         job: job.clone(),
         ..ctx(0)
     };
-    let proxy = CuttableProxy::start(server_addr());
+    let proxy = Proxy::start(server_addr());
     let sink = PostgresSink::insert::<Sale>(proxied_url(&proxy), &t);
     let (mut w, mut commit) = two_phase(&sink, &c);
     w.recover(0, None).unwrap();
@@ -547,7 +548,7 @@ fn an_outage_longer_than_the_retry_timeout_fails_the_commit_and_keeps_the_rows()
         job: job.clone(),
         ..ctx(0)
     };
-    let proxy = CuttableProxy::start(server_addr());
+    let proxy = Proxy::start(server_addr());
     let sink =
         PostgresSink::insert::<Sale>(proxied_url(&proxy), &t).retry_timeout(Duration::from_secs(1));
     let (mut w, mut commit) = two_phase(&sink, &c);
@@ -733,7 +734,7 @@ fn rows_the_record_type_cannot_hold_follow_the_bad_record_policy() {
 fn a_snapshot_read_survives_a_connection_cut_mid_read() {
     let db = Db::test();
     let t = customers_table(&db, 20_000, false);
-    let proxy = CuttableProxy::start(server_addr());
+    let proxy = Proxy::start(server_addr());
     let source = PostgresSource::table::<Customer>(url_at(proxy.port(), None), &t).split_by("id");
     let mut r = source.open(&sctx(0, 1)).unwrap();
     // Some rows are read; the reading thread is ahead by a few chunks, then blocked.
@@ -759,7 +760,7 @@ fn a_snapshot_read_survives_a_connection_cut_mid_read() {
 fn a_server_down_at_start_is_waited_for_within_the_retry_timeout() {
     let db = Db::test();
     let t = sales_table(&db, "downatstart", false);
-    let proxy = CuttableProxy::start(server_addr());
+    let proxy = Proxy::start(server_addr());
     proxy.cut();
     let sink = PostgresSink::insert::<Sale>(url_at(proxy.port(), None), &t);
     let started = Instant::now();

@@ -8,10 +8,7 @@
 
 use super::unique_seed;
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Where tests look for PostgreSQL when `WEIR_TEST_PG` is not set.
@@ -117,107 +114,6 @@ impl Db {
     pub fn drop_table(&self, table: &str) {
         self.exec(&format!("DROP TABLE IF EXISTS \"{table}\""));
     }
-}
-
-/// A loopback TCP proxy in front of a server, whose connections can be cut: while cut it
-/// closes every open connection and every new one at once, as a server that went away.
-pub struct CuttableProxy {
-    addr: SocketAddr,
-    down: Arc<AtomicBool>,
-    open: Arc<Mutex<Vec<TcpStream>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl CuttableProxy {
-    /// Listen on a free port of 127.0.0.1 and forward to `target`.
-    pub fn start(target: SocketAddr) -> CuttableProxy {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|e| panic!("cannot bind a proxy port: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("no proxy address: {e}"));
-        let down = Arc::new(AtomicBool::new(false));
-        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (d, o, s) = (Arc::clone(&down), Arc::clone(&open), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(client) = conn else { continue };
-                if d.load(Ordering::SeqCst) {
-                    let _ = client.shutdown(Shutdown::Both);
-                    continue;
-                }
-                let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) else {
-                    let _ = client.shutdown(Shutdown::Both);
-                    continue;
-                };
-                let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
-                    continue;
-                };
-                if let Ok(mut list) = o.lock() {
-                    list.extend(client.try_clone().ok());
-                    list.extend(server.try_clone().ok());
-                }
-                std::thread::spawn(move || pipe(client, s2));
-                std::thread::spawn(move || pipe(server, c2));
-            }
-        });
-        CuttableProxy {
-            addr,
-            down,
-            open,
-            stop,
-        }
-    }
-
-    /// The proxy's port.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// Close every connection and refuse new ones until [`restore`](Self::restore).
-    pub fn cut(&self) {
-        self.down.store(true, Ordering::SeqCst);
-        if let Ok(mut list) = self.open.lock() {
-            for s in list.drain(..) {
-                let _ = s.shutdown(Shutdown::Both);
-            }
-        }
-    }
-
-    /// Forward connections again.
-    pub fn restore(&self) {
-        self.down.store(false, Ordering::SeqCst);
-    }
-}
-
-impl Drop for CuttableProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.cut();
-        // Wake the accept loop so that it sees `stop`.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-    }
-}
-
-/// Copy bytes from `from` to `to` until either side closes.
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = to.shutdown(Shutdown::Both);
-    let _ = from.shutdown(Shutdown::Both);
 }
 
 /// A private PostgreSQL server for one test: its own data directory (under a [`TempDir`](super::TempDir)),
