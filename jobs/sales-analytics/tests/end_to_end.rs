@@ -694,7 +694,9 @@ fn version_and_static_linking() {
 /// with plain Rust's value — none lost, none twice.
 #[test]
 fn a_killed_process_resumes_windows_from_the_last_checkpoint_exactly_once() {
-    let text = generated_orders(150_000);
+    // Long enough that the job still runs when its first checkpoint is complete, however
+    // fast the machine (with 150 000 orders an idle CI machine once finished first).
+    let text = generated_orders(500_000);
     let expected = Expected::of(&text);
     let dir = TempDir::new("sales-ck");
     let input = dir.join("orders.jsonl");
