@@ -146,7 +146,7 @@ fn counts() -> &'static CollectSink<(u64, u64)> {
 
 #[weir::job(name = "processing-timers", main = false)]
 fn processing_timers(env: &mut Env) {
-    env.source(Generator::bounded(400, |i| i % 4).rate(4_000.0))
+    env.source(Generator::bounded(2_000, |i| i % 4).rate(4_000.0))
         .key_by(|k| *k)
         .process(CountWithin {
             count: ValueState::new("count"),
@@ -158,10 +158,11 @@ fn processing_timers(env: &mut Env) {
 fn processing_time_timers_fire_on_the_clock() {
     run_local(processing_timers(), 2, &[]).unwrap();
     let got = counts().records();
-    // 0.1 s of input, counts flushed every 20 ms per key: several emissions per key, and
-    // the counts emitted so far add up to what arrived before the last timers fired.
+    // 0.5 s of input, counts flushed every 20 ms per key: several emissions per key (even
+    // when a loaded machine delays the source and it catches up in a burst), and the counts
+    // emitted so far add up to what arrived before the last timers fired.
     let per_key = |k| got.iter().filter(|r| r.0 == k).count();
     assert!((0..4).all(|k| per_key(k) >= 2), "{got:?}");
-    assert!(got.iter().map(|r| r.1).sum::<u64>() <= 400);
+    assert!(got.iter().map(|r| r.1).sum::<u64>() <= 2_000);
     assert!(got.iter().all(|r| r.1 > 0));
 }
