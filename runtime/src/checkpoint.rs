@@ -543,16 +543,31 @@ struct Shared {
     sealed: bool,
     /// The savepoint this run may start from.
     savepoint: Option<Arc<crate::savepoints::SavepointSet>>,
-    /// The run restored from the savepoint (not from its own store).
-    from_savepoint: bool,
+    /// Where the restored state is read from.
+    source: RestoreSource,
     /// This worker's copies of completed checkpoints (`--checkpoint-copy-dir`).
     copies: Option<PathBuf>,
-    /// The copy restored from, when the store lacked the agreed checkpoint.
-    from_copy: Option<crate::state::Savepoint>,
     allow_non_restored_state: bool,
 }
 
+/// Where a restore reads its state.
+enum RestoreSource {
+    /// The worker's own store (or nothing was restored).
+    Store,
+    /// Every worker's copy in the savepoint (`Shared::savepoint`).
+    Savepoint,
+    /// This worker's copy of a checkpoint its store lacks (`--checkpoint-copy-dir`).
+    Copy(crate::state::Savepoint),
+}
+
 impl Shared {
+    /// Continue after restored checkpoint `c`: it counts as written, committed and complete.
+    fn resume_after(&mut self, c: u64) {
+        self.background.done.store(c + 1, Ordering::SeqCst);
+        self.queued = Some(c);
+        self.completed = Some(c);
+    }
+
     /// Commit every pending checkpoint, in order, that all participants contributed to.
     fn commit_ready(&mut self) -> Result<()> {
         while let Some(mut entry) = self.pending.first_entry() {
@@ -778,9 +793,8 @@ impl Checkpoints {
             ack: None,
             sealed: false,
             savepoint,
-            from_savepoint: false,
+            source: RestoreSource::Store,
             copies,
-            from_copy: None,
             allow_non_restored_state: cfg.allow_non_restored_state,
         };
         Ok((Checkpoints(Some(Rc::new(RefCell::new(shared)))), offer))
@@ -797,11 +811,9 @@ impl Checkpoints {
         };
         if let (Some(dir), Some(c)) = (from_savepoint, agreed) {
             lock(&s.store)?.rollback_to(None)?;
-            s.background.done.store(c + 1, Ordering::SeqCst);
-            s.queued = Some(c);
-            s.completed = Some(c);
+            s.resume_after(c);
             s.restored = Some(c);
-            s.from_savepoint = true;
+            s.source = RestoreSource::Savepoint;
             tracing::info!(checkpoint = c, savepoint = %dir.display(), "restoring from savepoint");
             return Ok(());
         }
@@ -816,11 +828,9 @@ impl Checkpoints {
         if let (Some(path), Some(c)) = (from_copy, agreed) {
             let copy = crate::state::open_savepoint(&path)?;
             lock(&s.store)?.rollback_to(None)?;
-            s.background.done.store(c + 1, Ordering::SeqCst);
-            s.queued = Some(c);
-            s.completed = Some(c);
+            s.resume_after(c);
             s.restored = Some(c);
-            s.from_copy = Some(copy);
+            s.source = RestoreSource::Copy(copy);
             tracing::info!(checkpoint = c, copy = %path.display(), "restoring from checkpoint (from its copy: this worker's store lacks it)");
             return Ok(());
         }
@@ -836,9 +846,7 @@ impl Checkpoints {
             target
         };
         if let Some(c) = target {
-            s.background.done.store(c + 1, Ordering::SeqCst);
-            s.queued = Some(c);
-            s.completed = Some(c);
+            s.resume_after(c);
             tracing::info!(checkpoint = c, "restoring from checkpoint");
         }
         s.restored = agreed;
@@ -907,7 +915,7 @@ impl Checkpoints {
     ) -> Result<()> {
         let Some(s) = &self.0 else { return Ok(()) };
         let s = s.borrow();
-        let (true, Some(sp)) = (s.from_savepoint, &s.savepoint) else {
+        let (RestoreSource::Savepoint, Some(sp)) = (&s.source, &s.savepoint) else {
             return Ok(());
         };
         let ours: std::collections::HashSet<&str> = operators.into_iter().collect();
@@ -1017,7 +1025,7 @@ impl Participant {
         // checkpoint its store lost, or its store.
         let store;
         let (readers, savepoint_instances, incremental) =
-            if let (true, Some(sp)) = (shared.from_savepoint, &shared.savepoint) {
+            if let (RestoreSource::Savepoint, Some(sp)) = (&shared.source, &shared.savepoint) {
                 let readers = sp
                     .parts
                     .iter()
@@ -1025,7 +1033,7 @@ impl Participant {
                     .collect::<Result<Vec<_>>>();
                 let n = sp.instances.get(&self.name).copied().unwrap_or(0);
                 (readers.map_err(cannot)?, Some(n), false)
-            } else if let Some(copy) = &shared.from_copy {
+            } else if let RestoreSource::Copy(copy) = &shared.source {
                 (vec![copy.reader().map_err(cannot)?], None, false)
             } else {
                 store = lock(&shared.store)?;
