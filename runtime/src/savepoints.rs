@@ -105,9 +105,7 @@ pub fn take(
 /// The checkpoint stores this process's workers have open (LMDB lets a process open an
 /// environment once, so a savepoint taken from inside the job — the REST API on process 0 —
 /// must use them rather than open them again).
-static OWN_STORES: std::sync::Mutex<
-    Vec<(PathBuf, std::sync::Weak<std::sync::Mutex<CheckpointStore>>)>,
-> = std::sync::Mutex::new(Vec::new());
+static OWN_STORES: ByPath<std::sync::Mutex<CheckpointStore>> = ByPath::new();
 
 /// Register a worker's open store.
 pub(crate) fn register_store(store: &std::sync::Arc<std::sync::Mutex<CheckpointStore>>) {
@@ -115,10 +113,7 @@ pub(crate) fn register_store(store: &std::sync::Arc<std::sync::Mutex<CheckpointS
         Ok(s) => s.path().to_path_buf(),
         Err(_) => return,
     };
-    if let Ok(mut own) = OWN_STORES.lock() {
-        own.retain(|(_, w)| w.strong_count() > 0);
-        own.push((path, std::sync::Arc::downgrade(store)));
-    }
+    let _ = OWN_STORES.get_or_open(&path, || Ok(std::sync::Arc::clone(store)));
 }
 
 /// A store to copy from: this process's own (shared with its worker) or opened read-only.
@@ -130,12 +125,7 @@ enum StoreRef {
 impl StoreRef {
     fn open(job_dir: &Path, worker: usize) -> Result<Self> {
         let path = job_dir.join(format!("worker-{worker}"));
-        let own = OWN_STORES.lock().ok().and_then(|own| {
-            own.iter()
-                .find(|(p, _)| p == &path)
-                .and_then(|(_, w)| w.upgrade())
-        });
-        match own {
+        match OWN_STORES.get(&path) {
             Some(st) => Ok(StoreRef::Own(st)),
             None => CheckpointStore::open_existing(job_dir, worker).map(StoreRef::Opened),
         }
@@ -297,8 +287,47 @@ impl std::fmt::Debug for SavepointSet {
 
 /// The savepoints open in this process: LMDB lets a process open an environment once, so
 /// the workers of a process share one.
-static OPEN: std::sync::Mutex<Vec<(PathBuf, std::sync::Weak<SavepointSet>)>> =
-    std::sync::Mutex::new(Vec::new());
+static OPEN: ByPath<SavepointSet> = ByPath::new();
+
+/// LMDB environments open in this process, by directory: LMDB lets a process open an
+/// environment once, so whoever needs one that is open here must share it. Entries die
+/// with their last user.
+struct ByPath<T>(std::sync::Mutex<Vec<(PathBuf, std::sync::Weak<T>)>>);
+
+impl<T> ByPath<T> {
+    const fn new() -> Self {
+        ByPath(std::sync::Mutex::new(Vec::new()))
+    }
+    /// The one open at `path`, or the one `open` opens (and registers).
+    fn get_or_open(
+        &self,
+        path: &Path,
+        open: impl FnOnce() -> Result<std::sync::Arc<T>>,
+    ) -> Result<std::sync::Arc<T>> {
+        let mut list = self
+            .0
+            .lock()
+            .map_err(|_| RuntimeError::internal("a registry of open stores is poisoned"))?;
+        list.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(t) = list
+            .iter()
+            .find(|(p, _)| p == path)
+            .and_then(|(_, w)| w.upgrade())
+        {
+            return Ok(t);
+        }
+        let t = open()?;
+        list.push((path.to_path_buf(), std::sync::Arc::downgrade(&t)));
+        Ok(t)
+    }
+    /// The one open at `path`, if any.
+    fn get(&self, path: &Path) -> Option<std::sync::Arc<T>> {
+        let list = self.0.lock().ok()?;
+        list.iter()
+            .find(|(p, _)| p == path)
+            .and_then(|(_, w)| w.upgrade())
+    }
+}
 
 /// [`open`], shared by the workers of this process.
 pub fn open_shared(
@@ -306,20 +335,9 @@ pub fn open_shared(
     job: &str,
     max_parallelism: u32,
 ) -> Result<std::sync::Arc<SavepointSet>> {
-    let mut open_now = OPEN
-        .lock()
-        .map_err(|_| RuntimeError::internal("the savepoint registry is poisoned"))?;
-    open_now.retain(|(_, w)| w.strong_count() > 0);
-    if let Some(sp) = open_now
-        .iter()
-        .find(|(d, _)| d == dir)
-        .and_then(|(_, w)| w.upgrade())
-    {
-        return Ok(sp);
-    }
-    let sp = std::sync::Arc::new(open(dir, job, max_parallelism)?);
-    open_now.push((dir.to_path_buf(), std::sync::Arc::downgrade(&sp)));
-    Ok(sp)
+    OPEN.get_or_open(dir, || {
+        open(dir, job, max_parallelism).map(std::sync::Arc::new)
+    })
 }
 
 /// Open the savepoint in `dir` for job `job` with `max_parallelism` key groups.
