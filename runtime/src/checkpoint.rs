@@ -61,6 +61,34 @@ pub struct CheckpointConfig {
     pub copy_dir: Option<PathBuf>,
 }
 
+/// For tests: checkpoint `state` (its first, full snapshot) and restore it into `fresh`,
+/// through a real store, as a restart would.
+#[cfg(test)]
+pub(crate) fn through_a_checkpoint<S: Checkpointed>(state: &mut S, mut fresh: S) -> S {
+    let root = tempfile::tempdir().expect("tempdir");
+    let cfg = CheckpointConfig::for_tests(root.path());
+    let epoch = Duration::from_millis(10);
+    let (ck, _) = Checkpoints::open(&cfg, epoch, 0, "job", 1, 128).expect("open");
+    ck.restore_to(None).expect("restore");
+    let mut p = ck
+        .participant("op", 0, 0..128)
+        .expect("participant")
+        .expect("on");
+    ck.seal();
+    p.epoch_done(checkpoint_at_tick(0), state)
+        .expect("snapshot");
+    ck.flush();
+    drop((p, ck));
+    let (ck, offer) = Checkpoints::open(&cfg, epoch, 0, "job", 1, 128).expect("reopen");
+    ck.restore_to(agree(&[offer])).expect("restore");
+    let p = ck
+        .participant("op", 0, 0..128)
+        .expect("participant")
+        .expect("on");
+    p.restore(&mut fresh).expect("restore");
+    fresh
+}
+
 impl CheckpointConfig {
     /// Checkpoints under `dir` every `interval`: 2 retained, resuming from the newest, no
     /// savepoint and no copies (the flags' defaults).

@@ -607,6 +607,64 @@ mod tests {
     use super::*;
 
     #[test]
+    fn interval_join_buffers_and_watermark_survive_a_checkpoint() {
+        let kf = two_keys(|l: &(u32, i64)| l.0, |r: &(u32, i64)| r.0);
+        let new = || {
+            interval_join(
+                Witness::<Two<(u32, i64), (u32, i64)>>::new(),
+                &kf,
+                -2,
+                3,
+                |l: &(u32, i64), r: &(u32, i64)| (l.1, r.1),
+            )
+            .0
+        };
+        type J<KF, F> = IntervalJoin<u32, (u32, i64), (u32, i64), KF, F>;
+        fn feed<
+            KF: Fn(&Two<(u32, i64), (u32, i64)>) -> u32,
+            F: FnMut(&(u32, i64), &(u32, i64)) -> (i64, i64),
+        >(
+            j: &mut J<KF, F>,
+            rs: &[(i64, Two<(u32, i64), (u32, i64)>)],
+        ) -> Vec<(i64, i64)> {
+            let mut out = Vec::new();
+            for (t, r) in rs {
+                j.on_record(*t, r.clone(), &mut |_, o| {
+                    out.push(o);
+                    Ok(())
+                })
+                .unwrap();
+            }
+            j.on_watermark(rs.last().map_or(0, |r| r.0) - 5, &mut |_, o| {
+                out.push(o);
+                Ok(())
+            })
+            .unwrap();
+            out
+        }
+        let mut j = new();
+        feed(
+            &mut j,
+            &[
+                (10, Two::Left((1, 10))),
+                (8, Two::Right((1, 8))),
+                (30, Two::Left((2, 30))),
+            ],
+        );
+        let mut restored = crate::checkpoint::through_a_checkpoint(&mut j, new());
+        assert_eq!(restored.buffered(), j.buffered());
+        let more = [
+            (31, Two::Right((2, 31))),
+            (32, Two::Right((2, 29))),
+            (40, Two::Left((1, 40))),
+        ];
+        let want = feed(&mut j, &more);
+        assert_eq!(want, [(30, 31), (30, 29)]);
+        assert_eq!(feed(&mut restored, &more), want);
+        assert_eq!(restored.buffered(), j.buffered());
+    }
+
+    #[test]
     fn interval_join_matches_within_bounds_and_forgets_old_records() {
         let kf = two_keys(|l: &(u32, i64)| l.0, |r: &(u32, i64)| r.0);
         let (mut j, _) = interval_join(
